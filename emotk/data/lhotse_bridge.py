@@ -41,6 +41,7 @@ def data_dir_to_manifests(data_dir: str | Path):
 
 def manifests_to_data_dir(recordings, supervisions, data_dir: str | Path) -> DataDir:
     """Write a data dir from lhotse manifests; ``segments`` only where a supervision is not a whole recording."""
+    recordings = {r.id: r for r in recordings}
     tables: dict[str, dict] = {"utt2spk": {}, "utt2dur": {}, "wav.scp": {}}
     segments, gender, emo, dims = {}, {}, {}, {}
     all_whole = True

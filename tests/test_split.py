@@ -1,0 +1,110 @@
+"""Evaluation protocols: speaker-disjointness, stratification, overlap refusal, no stale folds."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import yaml
+
+from emotk.data.datadir import validate_data_dir, write_data_dir
+from emotk.data.split import check_speaker_disjoint, plan_folds, read_folds, split_data_dir
+from emotk.errors import EmotkError
+
+EMOS = ["anger", "boredom", "neutral", "sadness"]
+
+
+def labelled_dir(tmp_path, n_spk=6, n_per_emo=5):
+    tables = {"utt2spk": {}, "utt2emo": {}}
+    for s in range(n_spk):
+        spk = f"{s:02d}"
+        for e, emo in enumerate(EMOS):
+            for i in range(n_per_emo + (s % 2)):  # unequal speaker sizes
+                utt = f"{spk}_{emo}_{i}"
+                tables["utt2spk"][utt] = spk
+                tables["utt2emo"][utt] = emo
+    return write_data_dir(tmp_path / "all", tables)
+
+
+def speakers(dir_path):
+    return set(validate_data_dir(dir_path, check_files=False).speakers)
+
+
+def test_loso_folds_are_speaker_disjoint_and_cover_everyone(tmp_path):
+    d = labelled_dir(tmp_path)
+    names = split_data_dir(d.path, tmp_path / "folds", "loso")
+    assert names == [f"loso-{s:02d}" for s in range(6)]
+    tested = []
+    for name in names:
+        parts = {p: speakers(tmp_path / "folds" / name / p) for p in ("train", "valid", "test")}
+        assert len(parts["test"]) == 1 and len(parts["valid"]) == 1 and len(parts["train"]) == 4
+        assert not (parts["train"] & parts["test"]) and not (parts["train"] & parts["valid"])
+        assert not (parts["valid"] & parts["test"])
+        meta = yaml.safe_load((tmp_path / "folds" / name / "fold.yaml").read_text())
+        assert meta["speaker_independent"] is True and meta["test_speakers"] == sorted(parts["test"])
+        tested += parts["test"]
+    assert sorted(tested) == d.speakers
+    assert read_folds(tmp_path / "folds") == names
+
+
+def test_kfold_balances_and_is_disjoint(tmp_path):
+    d = labelled_dir(tmp_path)
+    folds = plan_folds(d, "kfold", k=3, seed=1)
+    test_spks = [f["meta"]["test_speakers"] for f in folds.values()]
+    assert sorted(s for group in test_spks for s in group) == d.speakers
+    sizes = [len(f["test"]) for f in folds.values()]
+    assert max(sizes) - min(sizes) <= 6  # greedy balancing on utterance counts
+    with pytest.raises(EmotkError, match="k-fold needs"):
+        plan_folds(d, "kfold", k=7)
+
+
+def test_explicit_lists_refuse_overlap(tmp_path):
+    d = labelled_dir(tmp_path)
+    folds = plan_folds(d, "lists", train_speakers=["00", "01", "02"], valid_speakers=["03"],
+                       test_speakers=["04", "05"])
+    assert folds["lists"]["meta"]["test_speakers"] == ["04", "05"]
+    with pytest.raises(EmotkError, match="speaker '02' is in both train and test: speaker overlap refused"):
+        plan_folds(d, "lists", train_speakers=["00", "01", "02"], test_speakers=["02", "05"])
+    with pytest.raises(EmotkError, match="test speaker '99' is not in"):
+        plan_folds(d, "lists", train_speakers=["00"], test_speakers=["99"])
+
+
+def test_overlap_check_directly():
+    utt2spk = {"a_1": "a", "a_2": "a", "b_1": "b"}
+    check_speaker_disjoint({"train": {"a_1", "a_2"}, "test": {"b_1"}}, utt2spk)
+    with pytest.raises(EmotkError, match="speaker 'a'"):
+        check_speaker_disjoint({"train": {"a_1"}, "test": {"a_2", "b_1"}}, utt2spk)
+
+
+def test_random_split_is_named_speaker_dependent_and_stratified(tmp_path):
+    d = labelled_dir(tmp_path)
+    folds = plan_folds(d, "random", test_fraction=0.2, valid_fraction=0.1, repeats=2, seed=3)
+    assert list(folds) == ["sd-random-1", "sd-random-2"]
+    f = folds["sd-random-1"]
+    assert f["meta"]["speaker_independent"] is False
+    assert not (f["train"] & f["test"]) and not (f["valid"] & f["test"])
+    assert len(f["train"]) + len(f["valid"]) + len(f["test"]) == len(d.utts)
+    emo = d.table("utt2emo")
+    per_class = Counter(emo[u] for u in f["test"])
+    totals = Counter(emo.values())
+    for c in EMOS:  # stratified: each class gets ~20% of its utterances
+        assert abs(per_class[c] - 0.2 * totals[c]) <= 1
+    assert folds["sd-random-1"]["test"] != folds["sd-random-2"]["test"]
+
+
+def test_resplit_replaces_stale_folds(tmp_path):
+    d = labelled_dir(tmp_path)
+    out = tmp_path / "folds"
+    split_data_dir(d.path, out, "loso")
+    split_data_dir(d.path, out, "kfold", k=2)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["kfold2-1", "kfold2-2"]
+
+
+def test_single_utterance_speaker_is_fine(tmp_path):
+    tables = {"utt2spk": {"a_1": "a", "b_1": "b", "b_2": "b", "c_1": "c"},
+              "utt2emo": {"a_1": "x", "b_1": "y", "b_2": "x", "c_1": "y"}}
+    d = write_data_dir(tmp_path / "d", tables)
+    folds = plan_folds(d, "loso")
+    assert folds["loso-a"]["test"] == {"a_1"}
+    with pytest.raises(EmotkError, match="at least 3 speakers"):
+        plan_folds(write_data_dir(tmp_path / "e", {"utt2spk": {"a_1": "a", "b_1": "b"}}), "loso")
