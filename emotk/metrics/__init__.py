@@ -1,1 +1,1 @@
-"""Metrics in numpy: classification (UA, WA, F1, confusion) and regression (CCC, RMSE, PCC)."""
+"""Metrics in numpy: classification (UA, WA, F1, confusion, baselines) and regression (CCC, RMSE, PCC)."""

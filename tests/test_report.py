@@ -1,0 +1,319 @@
+"""``emotk score`` and ``emotk report`` end to end on handmade data dirs, predictions and exp trees."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import audmetric
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from emotk.data.ark import write_ark_scp
+from emotk.data.datadir import spk2utt_from, write_table
+from emotk.evaluation.score import score
+
+EMOTK = str(Path(sys.executable).parent / "emotk")
+CLASSES = ["ang", "hap", "neu", "sad"]
+
+
+def emotk(*args):
+    return subprocess.run([EMOTK, *map(str, args)], capture_output=True, text=True)
+
+
+def assert_one_line_error(r, *needles):
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emotk: error:"), r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def make_data_dir(path: Path, utt2emo: dict[str, str]) -> Path:
+    utt2spk = {u: u.split("_")[0] for u in utt2emo}
+    write_table(path / "utt2spk", utt2spk)
+    write_table(path / "spk2utt", spk2utt_from(utt2spk))
+    write_table(path / "utt2emo", utt2emo)
+    return path
+
+
+def make_fold(root: Path, name: str, protocol: str, test: dict, train: dict, speaker_independent=True) -> Path:
+    fold = root / name
+    make_data_dir(fold / "test", test)
+    make_data_dir(fold / "train", train)
+    meta = {"protocol": protocol, "speaker_independent": speaker_independent}
+    if speaker_independent:
+        meta["test_speakers"] = sorted({u.split("_")[0] for u in test})
+    (fold / "fold.yaml").write_text(yaml.safe_dump(meta))
+    return fold
+
+
+def write_predictions(path: Path, preds: dict[str, str], classes=CLASSES) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# utt label " + " ".join(classes)]
+    for utt in sorted(preds):
+        probs = [0.7 if c == preds[utt] else 0.3 / (len(classes) - 1) for c in classes]
+        lines.append(f"{utt} {preds[utt]} " + " ".join(f"{p:.4f}" for p in probs))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def random_run(rng, spks, n_per_spk=8, p_correct=0.6):
+    ref, hyp = {}, {}
+    for s in spks:
+        for i in range(n_per_spk):
+            u = f"{s}_u{i:02d}"
+            ref[u] = CLASSES[i % len(CLASSES)]
+            hyp[u] = ref[u] if rng.random() < p_correct else CLASSES[rng.integers(len(CLASSES))]
+    return ref, hyp
+
+
+# Categorical scoring ----------------------------------------------------------------------
+
+TEST_REF = {"s1_a": "ang", "s1_b": "hap", "s1_c": "neu", "s1_d": "neu", "s1_e": "sad",
+            "s2_a": "ang", "s2_b": "ang", "s2_c": "neu", "s2_d": "sad", "s2_e": "sad"}
+TEST_HYP = {"s1_a": "ang", "s1_b": "neu", "s1_c": "neu", "s1_d": "hap", "s1_e": "sad",
+            "s2_a": "neu", "s2_b": "ang", "s2_c": "neu", "s2_d": "neu", "s2_e": "sad"}
+TRAIN = {"s3_a": "hap", "s3_b": "hap", "s3_c": "hap", "s3_d": "ang", "s4_a": "neu", "s4_b": "sad"}
+
+
+@pytest.fixture
+def scored(tmp_path):
+    fold = make_fold(tmp_path / "data/folds/loso", "loso-s1s2", "loso", TEST_REF, TRAIN)
+    exp = tmp_path / "exp/emodb/cnn/loso/loso-s1s2/seed3"
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "cnn_lstm"}}))
+    hyp = write_predictions(exp / "predictions/test.txt", TEST_HYP)
+    return fold / "test", hyp, exp
+
+
+def test_score_categorical_end_to_end(scored):
+    ref, hyp, exp = scored
+    r = emotk("score", "--metric", "ua,wa,f1", "--ref", ref, "--hyp", hyp)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((exp / "scores/test.json").read_text())
+    utts = sorted(TEST_REF)
+    t, p = [TEST_REF[u] for u in utts], [TEST_HYP[u] for u in utts]
+    assert s["metrics"]["ua"] == pytest.approx(balanced_accuracy_score(t, p))
+    assert s["metrics"]["wa"] == pytest.approx(accuracy_score(t, p))
+    assert s["metrics"]["f1"] == pytest.approx(f1_score(t, p, average="macro"))
+    assert s["per_class"]["ang"] == {"n": 3, "recall": pytest.approx(2 / 3), "precision": 1.0, "f1": pytest.approx(0.8)}
+    assert s["counts"] == {"utterances": 10, "speakers": 2, "per_class": {"ang": 3, "hap": 1, "neu": 3, "sad": 3}}
+    assert s["confusion"]["labels"] == CLASSES
+    assert s["confusion"]["matrix"] == [[2, 0, 1, 0], [0, 0, 1, 0], [0, 1, 2, 0], [0, 0, 1, 2]]
+    assert s["per_speaker"]["s2"]["confusion"] == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
+    assert s["baselines"]["chance"]["ua"] == pytest.approx(0.25)
+    # the training set's majority class (hap) is rare in test: WA of the majority predictor is 1/10
+    assert s["baselines"]["majority"]["class"] == "hap" and s["baselines"]["majority"]["source"] == "train"
+    assert s["baselines"]["majority"]["wa"] == pytest.approx(0.1) and s["baselines"]["majority"]["ua"] == pytest.approx(0.25)
+    assert s["fold"]["protocol"] == "loso" and s["fold"]["name"] == "loso-s1s2" and s["fold"]["test_speakers"] == ["s1", "s2"]
+    assert s["model"] == {"tag": "cnn", "name": "cnn_lstm"} and s["seed"] == 3
+    assert s["ref"] == str(ref.resolve()) and s["hyp"] == str(hyp.resolve())
+    table = (exp / "scores/test.confusion.txt").read_text().splitlines()
+    assert table[2].split()[:3] == ["ang", "2", "(66.7%)"]
+    png = exp / "plots/confusion_test.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in exp.rglob(".*") if p.is_file()]  # no temporary files left
+
+
+def test_majority_from_reference_without_train(tmp_path):
+    ref = make_data_dir(tmp_path / "test", TEST_REF)
+    hyp = write_predictions(tmp_path / "exp/predictions/test.txt", TEST_HYP)
+    s, out = score(ref, hyp)
+    assert out == (tmp_path / "exp/scores/test.json").resolve()
+    assert s["baselines"]["majority"]["source"] == "reference"
+    assert s["baselines"]["majority"]["class"] == "ang"  # tie ang/neu/sad: first in sorted order
+    assert s["fold"] is None and set(s["metrics"]) == {"ua", "wa", "f1"}
+
+
+def test_score_bad_inputs(scored, tmp_path):
+    ref, hyp, exp = scored
+    text = hyp.read_text()
+    extra = tmp_path / "extra/predictions/test.txt"
+    write_predictions(extra, {**TEST_HYP, "s9_zz": "ang"})
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", extra), "s9_zz")
+    missing = write_predictions(tmp_path / "missing/predictions/test.txt", {k: v for k, v in TEST_HYP.items() if k != "s2_c"})
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", missing), "s2_c")
+    lines = text.splitlines()
+    lines[2] = lines[2].rsplit(" ", 1)[0]  # one probability short
+    bad = tmp_path / "bad/predictions/test.txt"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("\n".join(lines) + "\n")
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", bad), f"{bad}:3")
+    lines = text.splitlines()
+    parts = lines[4].split()
+    lines[4] = " ".join([parts[0], "fear", *parts[2:]])
+    bad.write_text("\n".join(lines) + "\n")
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", bad), f"{bad}:5", "'fear'")
+    lines = text.splitlines()
+    lines[3] = lines[3].rsplit(" ", 1)[0] + " nan"
+    bad.write_text("\n".join(lines) + "\n")
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", bad), f"{bad}:4", "s1_c")
+    assert_one_line_error(emotk("score", "--metric", "ua,uar", "--ref", ref, "--hyp", hyp), "unknown metric 'uar'")
+    assert_one_line_error(emotk("score", "--metric", "ccc", "--ref", ref, "--hyp", hyp), "'ccc'")
+    assert not (tmp_path / "bad/scores").exists()
+
+
+# Continuous scoring -----------------------------------------------------------------------
+
+def make_continuous(tmp_path, frames_off=0):
+    """Two recordings whose levels differ; the prediction follows each recording's level but
+    not its movement within the recording."""
+    rng = np.random.default_rng(0)
+    ref_mats, hyp_mats = {}, {}
+    for utt, level in (("s1_rec", -0.5), ("s2_rec", 0.5)):
+        t = np.arange(200)
+        arousal = level + 0.2 * np.sin(t / 10)
+        valence = 0.3 * np.cos(t / 15)
+        ref_mats[utt] = np.stack([arousal, valence], axis=1)
+        n = 200 + (frames_off if utt == "s2_rec" else 0)
+        pred_a = level + 0.05 * rng.normal(size=n)
+        pred_v = 0.3 * np.cos(np.arange(n) / 15) + 0.1
+        hyp_mats[utt] = np.stack([pred_v, pred_a], axis=1)  # hyp columns in another order
+    ref = tmp_path / "data/test"
+    write_table(ref / "utt2spk", {u: u.split("_")[0] for u in ref_mats})
+    write_ark_scp(ref / "labels.ark", ref / "labels.scp", ref_mats.items())
+    (ref / "label_names").write_text("arousal valence\n")
+    (ref / "label_frame_shift").write_text("0.04\n")
+    hyp = tmp_path / "exp/recola/ldnn/seed1/predictions/test"
+    hyp.mkdir(parents=True)
+    write_ark_scp(hyp / "labels.ark", hyp / "labels.scp", hyp_mats.items())
+    (hyp / "label_names").write_text("valence arousal\n")
+    (hyp / "label_frame_shift").write_text("0.04\n")
+    return ref, hyp, ref_mats, hyp_mats
+
+
+def test_score_continuous(tmp_path):
+    ref, hyp, ref_mats, hyp_mats = make_continuous(tmp_path, frames_off=2)
+    r = emotk("score", "--metric", "ccc,rmse", "--ref", ref, "--hyp", hyp)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "exp/recola/ldnn/seed1/scores/test.json").read_text())
+    assert s["dims"] == ["valence", "arousal"] and set(s["metrics"]["arousal"]) == {"ccc", "rmse"}
+    assert s["counts"] == {"recordings": 2, "speakers": 2, "frames": 400, "truncated": {"s2_rec": 2}}
+    cat_ref = np.concatenate([ref_mats[u][:, 0] for u in sorted(ref_mats)])
+    cat_hyp = np.concatenate([hyp_mats[u][:200, 1] for u in sorted(hyp_mats)])
+    a = s["metrics"]["arousal"]["ccc"]
+    assert a == pytest.approx(audmetric.concordance_cc(cat_ref, cat_hyp), abs=1e-6)
+    per_rec = s["per_recording"]["arousal"]["ccc"]
+    assert per_rec["values"]["s1_rec"] == pytest.approx(
+        audmetric.concordance_cc(ref_mats["s1_rec"][:, 0], hyp_mats["s1_rec"][:, 1]), abs=1e-6)
+    assert per_rec["mean"] == pytest.approx(np.mean(list(per_rec["values"].values())))
+    # levels between recordings are right, movement within them is not
+    assert a > 0.8 and abs(per_rec["mean"]) < 0.2
+    # valence: movement right, offset 0.1 costs CCC but RMSE is exactly 0.1
+    assert s["metrics"]["valence"]["rmse"] == pytest.approx(0.1, abs=1e-5)
+    assert 0.5 < s["metrics"]["valence"]["ccc"] < 1.0
+
+
+def test_score_continuous_frame_mismatch(tmp_path):
+    ref, hyp, _, _ = make_continuous(tmp_path, frames_off=-3)
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", hyp), "s2_rec", "197 frames")
+    assert_one_line_error(emotk("score", "--metric", "ua", "--ref", ref, "--hyp", hyp), "'ua'")
+
+
+def test_score_continuous_nan_names_utterance(tmp_path):
+    import kaldi_io
+
+    ref, hyp, _, hyp_mats = make_continuous(tmp_path)
+    m = hyp_mats["s2_rec"].astype(np.float32)
+    m[5, 1] = np.nan
+    with open(hyp / "labels.ark", "wb") as f:  # write_ark_scp refuses NaN: write the bad ark by hand
+        lines = []
+        for utt, mat in (("s1_rec", hyp_mats["s1_rec"].astype(np.float32)), ("s2_rec", m)):
+            f.write(f"{utt} ".encode())
+            lines.append(f"{utt} {hyp / 'labels.ark'}:{f.tell()}\n")
+            kaldi_io.write_mat(f, mat)
+    (hyp / "labels.scp").write_text("".join(lines))
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", hyp), "s2_rec", "NaN")
+
+
+# Report -----------------------------------------------------------------------------------
+
+def build_exp_tree(tmp_path):
+    """loso: model cnn with 2 folds x 2 seeds, model svm with 1 fold x 1 seed;
+    random (speaker-dependent): cnn with 1 run. Returns {tag: [ua of each run]}."""
+    rng = np.random.default_rng(7)
+    folds = {"loso-s1": (["s1"], ["s2", "s3"]), "loso-s2": (["s2"], ["s1", "s3"])}
+    uas, was = {"cnn": [], "svm": []}, {"cnn": []}
+    for fold, (test_spks, train_spks) in folds.items():
+        test_ref, _ = random_run(rng, test_spks, n_per_spk=12)
+        train_ref = {f"{s}_t{i}": "neu" if i < 5 else CLASSES[i % 4] for s in train_spks for i in range(8)}
+        fdir = make_fold(tmp_path / "data/folds/loso", fold, "loso", test_ref, train_ref)
+        for tag, seeds in (("cnn", [1, 2]), ("svm", [1] if fold == "loso-s1" else [])):
+            for seed in seeds:
+                exp = tmp_path / f"exp/emodb/{tag}/loso/{fold}/seed{seed}"
+                exp.mkdir(parents=True)
+                (exp / "config.yaml").write_text(yaml.safe_dump({"model": {"name": f"{tag}_model"}, "train": {"seed": seed}}))
+                p = {u: (t if rng.random() < (0.3 + 0.2 * seed) else CLASSES[rng.integers(4)]) for u, t in test_ref.items()}
+                score(fdir / "test", write_predictions(exp / "predictions/test.txt", p))
+                utts = sorted(test_ref)
+                uas[tag].append(balanced_accuracy_score([test_ref[u] for u in utts], [p[u] for u in utts]))
+                if tag == "cnn":
+                    was[tag].append(accuracy_score([test_ref[u] for u in utts], [p[u] for u in utts]))
+    test_ref, p = random_run(rng, ["s1", "s2", "s3"], n_per_spk=4)
+    fdir = make_fold(tmp_path / "data/folds/random", "sd-random-1", "random", test_ref, {"s1_x": "hap"},
+                     speaker_independent=False)
+    exp = tmp_path / "exp/emodb/cnn/random/sd-random-1/seed1"
+    score(fdir / "test", write_predictions(exp / "predictions/test.txt", p))
+    return uas, was
+
+
+def _row(text, section, model):
+    part = text.split(section, 1)[1]
+    return next(line for line in part.splitlines() if line.startswith(f"| {model} |"))
+
+
+def test_report(tmp_path):
+    uas, was = build_exp_tree(tmp_path)
+    out = tmp_path / "RESULTS.md"
+    r = emotk("report", tmp_path / "exp", "--out", out, "--title", "EmoDB", "--note", "SYNTHETIC CORPUS")
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith("# EmoDB\n\n**SYNTHETIC CORPUS**")
+    assert "Only **test** scores are read" in text
+    cnn = _row(text, "## Protocol `loso`", "cnn").split(" | ")
+    m, s = np.mean(uas["cnn"]), np.std(uas["cnn"], ddof=1)
+    assert s > 0.01
+    assert cnn[1:5] == ["cnn_model", "2", "2", "4"]
+    assert cnn[5] == f"{100 * m:.1f} ± {100 * s:.1f}"
+    assert cnn[6] == f"{100 * np.mean(was['cnn']):.1f} ± {100 * np.std(was['cnn'], ddof=1):.1f}"
+    point, lo, hi = map(float, re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cnn[8]).groups())
+    assert lo <= point <= hi and hi - lo > 1
+    assert cnn[9] == "25.0"  # chance UA, 4 classes in every test set
+    assert cnn[10].rstrip(" |").split(" / ")[0] == "25.0"  # majority UA (train majority 'neu' is in test)
+    svm = _row(text, "## Protocol `loso`", "svm").split(" | ")
+    assert svm[2:5] == ["1", "1", "1"] and svm[5] == f"{100 * uas['svm'][0]:.1f}"
+    assert "Test speakers per fold: `loso-s1`: s1; `loso-s2`: s2" in text
+    assert "## Protocol `loso`: speaker-independent" in text
+    assert "## Protocol `random`: **speaker-dependent: same speakers in train and test**" in text
+    assert "`sd-random-1`: s1 s2 s3" in text
+    assert "Majority class taken from the training set of each fold" in text
+
+
+def test_report_continuous_with_ensemble(tmp_path):
+    ref, hyp, ref_mats, hyp_mats = make_continuous(tmp_path)
+    s1, _ = score(ref, hyp, "ccc,rmse")
+    ens = tmp_path / "exp/recola/ldnn/ensemble/predictions/test"
+    ens.mkdir(parents=True)
+    write_ark_scp(ens / "labels.ark", ens / "labels.scp",
+                  ((u, 0.5 * (m + ref_mats[u][:, ::-1])) for u, m in hyp_mats.items()))
+    (ens / "label_names").write_text("valence arousal\n")
+    (ens / "label_frame_shift").write_text("0.04\n")
+    s2, _ = score(ref, ens, "ccc,rmse", tag="ldnn", ensemble=True)
+    assert s2["metrics"]["arousal"]["ccc"] > s1["metrics"]["arousal"]["ccc"]
+    out = tmp_path / "RESULTS.md"
+    r = emotk("report", tmp_path / "exp", "--out", out)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "| valence CCC | valence RMSE | arousal CCC | arousal RMSE |" in text
+    assert f"| ldnn | - | 1 | 1 | 1 | {s1['metrics']['valence']['ccc']:.3f} |" in text
+    assert f"| ldnn (ensemble) | - | 1 | 1 | 1 | {s2['metrics']['valence']['ccc']:.3f} |" in text
+    assert "speaker independence not recorded" in text
+
+
+def test_report_without_scores_fails(tmp_path):
+    (tmp_path / "exp").mkdir()
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", tmp_path / "R.md"), "no scores/test.json")
