@@ -1,0 +1,323 @@
+"""EmoDB (Berlin Database of Emotional Speech): data prep and a synthetic look-alike.
+
+Layout (shared/reference/corpora.md): ``wav/03a01Fa.wav`` = speaker 03, text a01, emotion F,
+version a; 535 files, 10 speakers, 16 kHz mono.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotk.data.datadir import DataDir, write_data_dir
+from emotk.errors import EmotkError
+
+EMOTIONS = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
+            "N": "neutral"}
+EMO_NAMES = sorted(EMOTIONS.values())
+SPEAKERS = {"03": "m", "08": "f", "09": "f", "10": "m", "11": "m", "12": "m", "13": "f", "14": "f", "15": "m",
+            "16": "f"}
+TEXTS = {
+    "a01": "Der Lappen liegt auf dem Eisschrank.",
+    "a02": "Das will sie am Mittwoch abgeben.",
+    "a04": "Heute abend könnte ich es ihm sagen.",
+    "a05": "Das schwarze Stück Papier befindet sich da oben neben dem Holzstück.",
+    "a07": "In sieben Stunden wird es soweit sein.",
+    "b01": "Was sind denn das für Tüten, die da unter dem Tisch stehen?",
+    "b02": "Sie haben es gerade hochgetragen und jetzt gehen sie wieder runter.",
+    "b03": "An den Wochenenden bin ich jetzt immer nach Hause gefahren und habe Agnes besucht.",
+    "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen.",
+    "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
+}
+# Utterances per emotion in the real corpus (535 in all).
+EMODB_COUNTS = {"W": 127, "L": 81, "N": 79, "F": 71, "A": 69, "T": 62, "E": 46}
+EMODB_TOTAL = sum(EMODB_COUNTS.values())
+
+_NAME_RE = re.compile(r"(?P<spk>\d{2})(?P<text>[ab]\d{2})(?P<emo>[A-Z])(?P<ver>[a-z])")
+SYNTHETIC_MARK = "emotk synthetic look-alike"
+
+
+# ---------------------------------------------------------------------------------------------
+# Data prep
+
+
+def _wav_folder(corpus_dir: Path) -> Path:
+    if not corpus_dir.is_dir():
+        raise EmotkError(f"{corpus_dir}: EmoDB corpus directory not found")
+    if (corpus_dir / "wav").is_dir():
+        return corpus_dir / "wav"
+    if any(p.suffix == ".wav" for p in corpus_dir.iterdir()):
+        return corpus_dir
+    raise EmotkError(f"{corpus_dir}: neither a wav/ folder nor *.wav files here "
+                     "(give the EmoDB root or its folder of wavs, e.g. wav_corpus/)")
+
+
+def _check_name(name: str) -> str | None:
+    """Why an EmoDB file name is invalid, or None."""
+    if not name.endswith(".wav"):
+        return "not a .wav file"
+    m = _NAME_RE.fullmatch(name[:-4])
+    if m is None:
+        return "name is not <speaker 2 digits><text id><emotion letter><version letter>.wav"
+    problems = []
+    if m["spk"] not in SPEAKERS:
+        problems.append(f"unknown speaker {m['spk']!r} (EmoDB has {' '.join(SPEAKERS)})")
+    if m["text"] not in TEXTS:
+        problems.append(f"unknown text id {m['text']!r} (EmoDB has {' '.join(TEXTS)})")
+    if m["emo"] not in EMOTIONS:
+        problems.append(f"unknown emotion letter {m['emo']!r} (EmoDB has {' '.join(EMOTIONS)})")
+    return "; ".join(problems) or None
+
+
+def _duration(path: Path) -> tuple[float | None, str | None]:
+    """Duration in seconds, or why the file is not usable audio."""
+    import soundfile as sf
+
+    if path.stat().st_size == 0:
+        return None, "empty file (0 bytes)"
+    try:
+        info = sf.info(str(path))
+    except sf.SoundFileError as e:
+        detail = getattr(e, "error_string", "") or str(e)  # libsndfile's reason, without the path
+        return None, f"unreadable audio ({detail.strip().rstrip('.')})"
+    if info.frames <= 0:
+        return None, "audio has no samples"
+    return info.frames / info.samplerate, None
+
+
+def prepare_emodb(corpus_dir: str | Path, data_dir: str | Path) -> DataDir:
+    """Write a data dir (wav.scp, utt2spk, spk2utt, utt2emo, spk2gender, utt2dur, emo_names) for EmoDB.
+
+    ``corpus_dir`` is the corpus root (with ``wav/``) or the folder of wavs itself. Every file
+    that does not fit (bad name, unknown speaker/emotion, unreadable or empty audio) is reported
+    at once, one per line, and nothing is written.
+    """
+    wav_dir = _wav_folder(Path(corpus_dir))
+    bad: list[str] = []
+    tables: dict[str, dict] = {"wav.scp": {}, "utt2spk": {}, "utt2emo": {}, "utt2dur": {}}
+    for path in sorted(wav_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if not path.is_file():
+            bad.append(f"{path}: unexpected {'folder' if path.is_dir() else 'entry'} among the wavs")
+            continue
+        problem = _check_name(path.name)
+        dur = None
+        if problem is None:
+            dur, problem = _duration(path)
+        if problem is not None:
+            bad.append(f"{path}: {problem}")
+            continue
+        utt = path.stem
+        tables["wav.scp"][utt] = str(path.resolve())
+        tables["utt2spk"][utt] = utt[:2]
+        tables["utt2emo"][utt] = EMOTIONS[utt[5]]
+        tables["utt2dur"][utt] = round(dur, 4)
+    if bad:
+        raise EmotkError(f"{wav_dir}: {len(bad)} file(s) do not fit the EmoDB layout:\n  " + "\n  ".join(bad))
+    if not tables["utt2spk"]:
+        raise EmotkError(f"{wav_dir}: no EmoDB wav files found")
+    tables["spk2gender"] = {s: SPEAKERS[s] for s in set(tables["utt2spk"].values())}
+    return write_data_dir(data_dir, tables, {"emo_names": " ".join(EMO_NAMES)})
+
+
+def is_synthetic(corpus_dir: str | Path) -> bool:
+    """True for a corpus written by :func:`make_synthetic` (it marks its erklaerung.txt)."""
+    wav_dir = _wav_folder(Path(corpus_dir))
+    for root in (wav_dir.parent, wav_dir):
+        f = root / "erklaerung.txt"
+        if f.is_file():
+            return SYNTHETIC_MARK in f.read_text(encoding="utf-8", errors="replace")
+    return False
+
+
+def summary(d: DataDir, synthetic: bool = False) -> list[str]:
+    """Log lines: total (vs. the real corpus), utterances per emotion and per speaker."""
+    utt2emo, utt2spk = d.table("utt2emo"), d.utt2spk
+    n = len(utt2spk)
+    if synthetic:
+        head = f"{n} utterances of the SYNTHETIC EmoDB look-alike (not the real corpus)"
+    else:
+        head = f"{n} utterances (the full EmoDB has {EMODB_TOTAL})"
+    emo = Counter(utt2emo.values())
+    spk = Counter(utt2spk.values())
+    expected = {EMOTIONS[k]: v for k, v in EMODB_COUNTS.items()}
+    return [head,
+            "per emotion (vs. the full EmoDB): "
+            + ", ".join(f"{e} {emo.get(e, 0)}/{expected[e]}" for e in EMO_NAMES),
+            "per speaker: " + ", ".join(f"{s} {spk[s]}" for s in sorted(spk))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic look-alike
+
+
+@dataclass(frozen=True)
+class _Act:
+    """How an emotion changes speech relative to neutral, at full acting strength.
+
+    After Murray & Arnott (1993) and Burkhardt & Sendlmeier (2000): F0 level and range, tempo,
+    loudness, F0 jitter, breathiness, vocal tension (spectral tilt), pauses between words.
+    """
+
+    f0: float = 1.0
+    f0_range: float = 1.0
+    tempo: float = 1.0
+    gain_db: float = 0.0
+    jitter: float = 0.0
+    breath: float = 0.0
+    tension: float = 0.0
+    pause: float = 0.0  # extra gap between words, in 10 ms units
+
+
+ACTING = {
+    "W": _Act(f0=1.28, f0_range=1.7, tempo=1.15, gain_db=6.0, tension=0.5),
+    "L": _Act(f0=0.92, f0_range=0.55, tempo=0.85, gain_db=-2.0, tension=-0.2, pause=3),
+    "E": _Act(f0=0.87, f0_range=1.25, tempo=0.8, gain_db=-1.0, breath=0.2, tension=0.15, pause=2),
+    "A": _Act(f0=1.35, f0_range=1.2, tempo=1.2, gain_db=1.0, jitter=0.04, breath=0.15),
+    "F": _Act(f0=1.18, f0_range=1.6, tempo=1.08, gain_db=3.0, tension=0.15),
+    "T": _Act(f0=0.9, f0_range=0.6, tempo=0.8, gain_db=-5.0, breath=0.35, tension=-0.4, pause=8),
+    "N": _Act(),
+}
+# espeak voice variant, base pitch (0-100), rate (wpm), intonation range (0-100) per speaker
+_VOICES = {
+    "03": ("m1", 40, 165, 55), "08": ("f1", 55, 175, 60), "09": ("f2", 50, 185, 50),
+    "10": ("m2", 45, 160, 45), "11": ("m3", 50, 175, 60), "12": ("m4", 38, 170, 50),
+    "13": ("f3", 45, 165, 55), "14": ("f4", 58, 180, 65), "15": ("m5", 52, 185, 55),
+    "16": ("f5", 48, 170, 50),
+}
+# Speaker order when fewer than 10 are needed: alternate sexes.
+_SPEAKER_ORDER = ["03", "08", "10", "09", "11", "13", "12", "14", "15", "16"]
+_SR = 16000
+_MAX_SIZE = 5000  # version letters a..z per speaker, text and emotion suffice up to here
+
+
+def _counts(size: int) -> dict[str, int]:
+    """Utterances per emotion: EmoDB's proportions scaled to ``size`` (largest remainder), >= 1 each."""
+    exact = {e: size * c / EMODB_TOTAL for e, c in EMODB_COUNTS.items()}
+    counts = {e: max(1, int(x)) for e, x in exact.items()}
+    for e in sorted(exact, key=lambda e: exact[e] - int(exact[e]), reverse=True):
+        if sum(counts.values()) >= size:
+            break
+        counts[e] += 1
+    while sum(counts.values()) > size:  # only when the >= 1 floor overshot
+        counts[max(counts, key=counts.get)] -= 1
+    return counts
+
+
+def _plan(size: int, seed: int) -> list[str]:
+    """Utterance names: emotions in EmoDB's proportions, spread evenly over speakers, texts and versions."""
+    rng = np.random.default_rng([seed, 0])
+    n_spk = min(10, max(4, size // 14))
+    speakers = sorted(_SPEAKER_ORDER[:n_spk])
+    names = []
+    seen: Counter = Counter()
+    slot = 0
+    for emo, count in _counts(size).items():
+        upcoming: dict[str, list[str]] = {}
+        for _ in range(count):
+            spk = speakers[slot % n_spk]
+            slot += 1
+            queue = upcoming.setdefault(spk, [])
+            if not queue:  # each speaker goes through the ten texts in a fresh random order
+                queue.extend(str(t) for t in rng.permutation(list(TEXTS)))
+            key = f"{spk}{queue.pop(0)}{emo}"
+            names.append(key + "abcdefghijklmnopqrstuvwxyz"[seen[key]])
+            seen[key] += 1
+    return sorted(names)
+
+
+def _utt_seed(seed: int, name: str) -> list[int]:
+    """Random stream of one utterance: depends only on the corpus seed and the utterance name."""
+    return [seed, 1] + [ord(c) for c in name]
+
+
+def _speaker_style(seed: int, spk: str) -> dict:
+    """How strongly and how variably a speaker acts (actors differ)."""
+    rng = np.random.default_rng([seed, 2, int(spk)])
+    return {"strength": rng.uniform(0.45, 1.0), "spread": rng.uniform(0.2, 0.35)}
+
+
+def synthesize_utterance(name: str, seed: int = 0, max_duration: float | None = None) -> np.ndarray:
+    """The audio (float32, 16 kHz) of one synthetic EmoDB utterance, e.g. ``03a01Wa``."""
+    from emotk.corpora.tts import modify_prosody, resample, synthesize
+
+    spk, text, emo = name[:2], name[2:5], name[5]
+    variant, pitch, rate, prange = _VOICES[spk]
+    style = _speaker_style(seed, spk)
+    act = ACTING[emo]
+    rng = np.random.default_rng(_utt_seed(seed, name))
+    s = float(np.clip(style["strength"] * rng.lognormal(0.0, style["spread"]), 0.15, 1.6))
+    tempo = act.tempo ** s * rng.lognormal(0.0, 0.07)
+    wav, sr = synthesize(TEXTS[text], voice="de", variant=variant, rate_wpm=int(round(rate * tempo)),
+                         pitch=int(np.clip(pitch + rng.normal(0, 4), 0, 100)),
+                         pitch_range=int(np.clip(prange + rng.normal(0, 8), 0, 100)),
+                         wordgap=int(round(s * act.pause + rng.uniform(0, 2))))
+    if max_duration is not None:
+        wav = wav[: int(max_duration * sr)]
+    wav = modify_prosody(
+        wav, sr,
+        f0_shift=act.f0 ** s * rng.lognormal(0.0, 0.06),
+        f0_range=act.f0_range ** s * rng.lognormal(0.0, 0.2),
+        jitter=s * act.jitter + abs(rng.normal(0.0, 0.006)),
+        breathiness=s * act.breath + rng.uniform(0.0, 0.08),
+        tension=float(np.clip(s * act.tension + rng.normal(0.0, 0.12), -0.9, 0.9)),
+        seed=int(rng.integers(2**31)))
+    wav = resample(wav, sr, _SR)
+    gain_db = s * act.gain_db + rng.normal(0.0, 2.0)
+    wav = wav / (np.max(np.abs(wav)) + 1e-9) * 0.3 * 10 ** (gain_db / 20)
+    wav = wav + rng.normal(0.0, 10 ** (rng.uniform(-75, -60) / 20), wav.size)  # recording noise floor
+    return np.clip(wav, -0.999, 0.999).astype(np.float32)
+
+
+def _write_utterance(args) -> None:
+    import soundfile as sf
+
+    name, seed, max_duration, wav_dir = args
+    sf.write(str(Path(wav_dir) / f"{name}.wav"), synthesize_utterance(name, seed, max_duration), _SR,
+             subtype="PCM_16")
+
+
+def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = None,
+                   duration: float | None = None, nj: int = 2) -> Path:
+    """Write a synthetic EmoDB in the real layout: German espeak-ng speech, emotion acted by prosody rules.
+
+    ``size`` utterances (default 535, EmoDB's count and emotion proportions; 7 to 5000);
+    ``duration`` cuts each utterance after that many seconds (for quick tests).
+    Each utterance depends only on ``seed`` and its name, so the same seed gives byte-identical files.
+    Speakers act with different strengths and every utterance varies at random, so the emotions
+    overlap acoustically as in real acted speech.
+    """
+    from emotk.fileio import atomic_dir
+
+    size = EMODB_TOTAL if size is None else int(size)
+    if not len(EMOTIONS) <= size <= _MAX_SIZE:
+        raise EmotkError(f"synthetic EmoDB: size must be {len(EMOTIONS)} (one per emotion) to {_MAX_SIZE}, got {size}")
+    if seed < 0:
+        raise EmotkError(f"synthetic EmoDB: seed must be >= 0, got {seed}")
+    if duration is not None and duration <= 0:
+        raise EmotkError(f"synthetic EmoDB: duration must be > 0 seconds, got {duration}")
+    names = _plan(size, seed)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for sub in ("wav", "lablaut", "labsilb", "silb"):
+            (tmp / sub).mkdir()
+        note = (f"{SYNTHETIC_MARK}: {size} utterances synthesized with espeak-ng and PSOLA prosody rules "
+                f"(seed {seed}); NOT the Berlin Database of Emotional Speech.\n")
+        (tmp / "erklaerung.txt").write_text(note, encoding="utf-8")
+        (tmp / "erkennung.txt").write_text(note, encoding="utf-8")
+        jobs = [(n, seed, duration, str(tmp / "wav")) for n in names]
+        if nj > 1 and size > 20:
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(nj) as pool:
+                for _ in pool.imap_unordered(_write_utterance, jobs, chunksize=4):
+                    pass
+        else:
+            for job in jobs:
+                _write_utterance(job)
+    return out_dir
