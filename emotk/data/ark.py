@@ -20,8 +20,11 @@ def _kaldi_io():
     return kaldi_io
 
 
-def write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]]) -> dict[str, int]:
+def write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]],
+                  dtype=np.float32) -> dict[str, int]:
     """Write ``(key, matrix)`` pairs to ``ark`` and an scp indexing it; both atomically.
+
+    ``dtype`` float32 (Kaldi's BaseFloat, features) or float64 (Kaldi's double, CMVN stats).
 
     The scp holds the final (absolute) ark path with byte offsets, so it stays valid after the rename.
     Returns ``{key: num_rows}``.
@@ -32,7 +35,7 @@ def write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, n
     lines = []
     with atomic_path(ark) as tmp, open(tmp, "wb") as f:
         for key, mat in items:
-            mat = np.ascontiguousarray(mat, dtype=np.float32)
+            mat = np.ascontiguousarray(mat, dtype=dtype)
             if mat.ndim != 2:
                 raise EmotkError(f"{key}: expected a 2-D matrix, got shape {mat.shape}")
             if not np.all(np.isfinite(mat)):

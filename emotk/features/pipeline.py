@@ -1,0 +1,289 @@
+"""Feature extraction for a whole data dir: jobs, merge, re-run skipping.
+
+Layout (Kaldi's ``make_fbank.sh`` naming), for data dir ``<data>`` named ``<name>`` and feature
+type ``<type>`` (fbank or mfcc), job ``J`` of ``N``:
+
+    <feats-dir>/raw_<type>_<name>.J.ark             the matrices (default feats-dir: <data>/data)
+    <feats-dir>/raw_<type>_<name>.J.scp             the job's index
+    <feats-dir>/raw_<type>_<name>.J.utt2num_frames
+    <feats-dir>/raw_<type>_<name>.J.yaml            the job's config, written last: the job is done
+    <data>/feats.scp, utt2num_frames, frame_shift    merged once every job is done
+    <data>/conf/feats.yaml                           the config, written last: extraction is done
+
+A job that (re)writes an archive first removes ``<data>/feats.scp`` (and ``cmvn.scp``, whose
+stats would be stale), so a crash or a changed config never leaves an index pointing into a
+rewritten archive. Utterances are split into N contiguous shares in sorted order.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from emotk.data.datadir import DataDir, read_table, validate_data_dir, write_table
+from emotk.errors import EmotkError, where
+from emotk.fileio import write_text
+
+# Utterances are read until this many samples are pending, then computed in one call.
+_BATCH_SAMPLES = 60 * 16000
+# A segment may end this far past the end of its recording (Kaldi extract-segments' max-overshoot).
+_MAX_OVERSHOOT = 0.5
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
+MERGED = ("feats.scp", "utt2num_frames", "frame_shift", "cmvn.scp", "conf/feats.yaml")
+
+
+def resolve_feature_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else ``conf/features/<name>[.yaml]`` of the emotk source tree."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml", CONFIG_DIR / p.name):
+        if cand.is_file():
+            return cand
+    known = ", ".join(sorted(f.stem for f in CONFIG_DIR.glob("*.yaml")))
+    raise EmotkError(f"{name_or_path}: feature config not found (a path, or one of: {known})")
+
+
+def config_yaml(config: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def load_utterance(d: DataDir, utt: str, sample_rate: int) -> np.ndarray:
+    """Mono float32 audio of one utterance at ``sample_rate`` (segments applied)."""
+    import soundfile as sf
+
+    from emotk.features.extract import prepare_audio
+
+    segments = d.table("segments") if d.has("segments") else None
+    rec, start, end = segments[utt] if segments is not None else (utt, None, None)
+    path = d.wav_path(rec)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr, total = f.samplerate, f.frames
+            first, last = 0, total
+            if start is not None:
+                first, last = int(round(start * sr)), int(round(end * sr))
+                if last > total + _MAX_OVERSHOOT * sr:
+                    raise EmotkError(f"{path}: segment of utterance {utt!r} ends at {end:g} s, "
+                                     f"after the end of recording {rec!r} ({total / sr:g} s)")
+                last = min(last, total)
+                if last <= first:
+                    raise EmotkError(f"{path}: segment of utterance {utt!r} ({start:g}-{end:g} s) "
+                                     f"is empty within recording {rec!r} ({total / sr:g} s)")
+                f.seek(first)
+            if f.subtype == "PCM_16":  # numpy converts int16 twice as fast as libsndfile, to the same values
+                wav = f.read(last - first, dtype="int16", always_2d=True).astype(np.float32)
+                wav *= 1.0 / 32768
+            else:
+                wav = f.read(last - first, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as e:  # LibsndfileError is a RuntimeError in newer soundfile
+        raise EmotkError(f"{path}: cannot read audio of utterance {utt!r}: {e}") from None
+    return prepare_audio(wav, sr, {"sample_rate": sample_rate}, f"{path} (utterance {utt!r})")
+
+
+def job_utts(utts: list[str], nj: int, job: int) -> list[str]:
+    """The ``job``-th (1-based) of ``nj`` contiguous, near-equal shares of ``utts``."""
+    bounds = np.linspace(0, len(utts), nj + 1).round().astype(int)
+    return utts[bounds[job - 1]: bounds[job]]
+
+
+class Progress:
+    """A tqdm bar on a terminal, otherwise one log line per ~10% step."""
+
+    def __init__(self, total: int, desc: str, log: Callable[[str], None]):
+        self.total, self.desc, self.log, self.done, self.next_pct = total, desc, log, 0, 10
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="utt", leave=False)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        pct = 100 * self.done // max(self.total, 1)
+        if pct >= self.next_pct:
+            self.log(f"{self.desc}: {self.done}/{self.total} utterances ({pct}%)")
+            self.next_pct = (pct // 10 + 1) * 10
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Extraction:
+    """One data dir's feature extraction with one config."""
+
+    def __init__(self, data_dir: str | Path, config: dict, nj: int = 1, feats_dir: str | Path | None = None):
+        from emotk.features.extract import computer_for
+
+        # Archives are not checked: a stale feats.scp pointing at deleted archives is about to be replaced.
+        self.d = validate_data_dir(data_dir, require=["wav.scp"], check_files=False)
+        for n, rec in enumerate(self.d.table("wav.scp"), start=1):
+            if not self.d.wav_path(rec).is_file():
+                raise EmotkError(f"{where(self.d.path / 'wav.scp', n)}: audio file of {rec!r} not found: {self.d.wav_path(rec)}")
+        self.comp = computer_for(config)
+        self.config = self.comp.config
+        self.yaml = config_yaml(self.config)
+        if nj < 1:
+            raise EmotkError(f"--nj must be >= 1, got {nj}")
+        if nj > len(self.d.utts):
+            raise EmotkError(f"--nj {nj} is more than the {len(self.d.utts)} utterances of {self.d.path}")
+        self.nj = nj
+        self.feats_dir = Path(feats_dir) if feats_dir is not None else self.d.path / "data"
+        self.prefix = f"raw_{self.config['type']}_{self.d.path.resolve().name}"
+
+    def job_file(self, job: int, suffix: str) -> Path:
+        return self.feats_dir / f"{self.prefix}.{job}.{suffix}"
+
+    # Status ---------------------------------------------------------------------
+    def is_done(self) -> bool:
+        """Merged outputs exist, were made with this config, and cover every utterance."""
+        d = self.d
+        if not all(d.has(n) for n in ("feats.scp", "utt2num_frames", "frame_shift", "conf/feats.yaml")):
+            return False
+        if (d.path / "conf" / "feats.yaml").read_text(encoding="utf-8") != self.yaml:
+            return False
+        scp = read_table(d.path / "feats.scp")
+        return list(scp) == d.utts and all(Path(a).is_file() for a in {d.resolve(v).rpartition(":")[0] for v in scp.values()})
+
+    def job_done(self, job: int) -> bool:
+        stamp, scp, ark = (self.job_file(job, s) for s in ("yaml", "scp", "ark"))
+        if not (stamp.is_file() and scp.is_file() and ark.is_file() and self.job_file(job, "utt2num_frames").is_file()):
+            return False
+        return stamp.read_text(encoding="utf-8") == self.yaml and list(read_table(scp)) == job_utts(self.d.utts, self.nj, job)
+
+    # Work -----------------------------------------------------------------------
+    def invalidate(self) -> None:
+        """Remove the merged outputs: an archive they point into is about to be rewritten."""
+        for name in MERGED:
+            (self.d.path / name).unlink(missing_ok=True)
+
+    def _features(self, utts: list[str], progress: Progress | None) -> Iterator[tuple[str, np.ndarray]]:
+        from emotk.features.extract import compute_many
+
+        batch, pending = [], 0
+        for i, utt in enumerate(utts):
+            wav = load_utterance(self.d, utt, self.config["sample_rate"])
+            batch.append((utt, wav))
+            pending += len(wav)
+            if pending >= _BATCH_SAMPLES or i == len(utts) - 1:
+                yield from compute_many(batch, self.config)
+                if progress is not None:
+                    progress.update(len(batch))
+                batch, pending = [], 0
+
+    def run_job(self, job: int, progress: Progress | None = None) -> bool:
+        """Extract job ``job``'s share; False if it was already done with this config."""
+        from emotk.data.ark import write_ark_scp
+
+        if self.job_done(job):
+            return False
+        self.invalidate()
+        self.job_file(job, "yaml").unlink(missing_ok=True)
+        rows = write_ark_scp(self.job_file(job, "ark"), self.job_file(job, "scp"),
+                             self._features(job_utts(self.d.utts, self.nj, job), progress))
+        write_table(self.job_file(job, "utt2num_frames"), rows)
+        write_text(self.job_file(job, "yaml"), self.yaml)
+        return True
+
+    def merge(self) -> None:
+        """Write feats.scp, utt2num_frames, frame_shift and conf/feats.yaml from the finished jobs."""
+        missing = [j for j in range(1, self.nj + 1) if not self.job_done(j)]
+        if missing:
+            raise EmotkError(f"{self.d.path}: cannot merge: job {missing[0]} of {self.nj} is not done "
+                             f"with this config ({len(missing)} such jobs); run it with --nj {self.nj} --job {missing[0]}")
+        scp, frames = {}, {}
+        for j in range(1, self.nj + 1):
+            scp.update(read_table(self.job_file(j, "scp")))
+            frames.update(read_table(self.job_file(j, "utt2num_frames")))
+        write_table(self.d.path / "utt2num_frames", frames)
+        write_text(self.d.path / "frame_shift", f"{self.comp.frame_shift:g}\n")
+        write_table(self.d.path / "feats.scp", scp)
+        write_text(self.d.path / "conf" / "feats.yaml", self.yaml)
+
+    def all_jobs_done(self) -> bool:
+        return all(self.job_done(j) for j in range(1, self.nj + 1))
+
+
+def _worker(data_dir: str, config: dict, nj: int, feats_dir: str, job: int, threads: int) -> int:
+    import torch
+
+    torch.set_num_threads(threads)
+    ex = Extraction(data_dir, config, nj, feats_dir)
+    ex.run_job(job)
+    return len(job_utts(ex.d.utts, nj, job))
+
+
+def extract_data_dir(data_dir: str | Path, config: dict, nj: int = 1, job: int | None = None,
+                     feats_dir: str | Path | None = None, merge_only: bool = False,
+                     log: Callable[[str], None] = print) -> str:
+    """Extract features of a data dir (see the module docstring); returns a one-line summary.
+
+    ``job=None`` runs every job (in ``nj`` worker processes when ``nj > 1``) and merges;
+    ``job=J`` runs one job and merges if it finds every other job done; ``merge_only`` merges
+    the ``nj`` finished jobs and fails naming the first one that is not done.
+    """
+    if job is not None and not 1 <= job <= nj:
+        raise EmotkError(f"--job {job} is outside 1..{nj} (--nj {nj})")
+    if job is not None and merge_only:
+        raise EmotkError("--merge and --job exclude each other")
+    ex = Extraction(data_dir, config, nj, feats_dir)
+    name = f"{ex.d.path} ({ex.config['type']}, {len(ex.d.utts)} utterances)"
+    if ex.is_done():
+        return f"{name}: features are up to date, nothing to do"
+    if merge_only:
+        ex.merge()
+        return f"{name}: merged {nj} jobs into feats.scp"
+    if job is not None:
+        progress = Progress(len(job_utts(ex.d.utts, nj, job)), f"job {job}/{nj}", log)
+        try:
+            ran = ex.run_job(job, progress)
+        finally:
+            progress.close()
+        if not ex.all_jobs_done():
+            return f"{name}: job {job}/{nj} {'done' if ran else 'was already done'}; waiting for the other jobs to merge"
+        ex.merge()
+        return f"{name}: job {job}/{nj} done, merged all {nj} jobs into feats.scp"
+    progress = Progress(len(ex.d.utts), f"extract {ex.config['type']}", log)
+    try:
+        if nj == 1:
+            ex.run_job(1, progress)
+        else:
+            _run_parallel(ex, progress)
+    finally:
+        progress.close()
+    ex.merge()
+    return f"{name}: wrote feats.scp ({nj} job{'s' if nj > 1 else ''})"
+
+
+def _run_parallel(ex: Extraction, progress: Progress) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    cpus = os.cpu_count() or 1
+    workers = min(ex.nj, cpus)
+    threads = max(1, cpus // workers)
+    todo = [j for j in range(1, ex.nj + 1) if not ex.job_done(j)]
+    for j in range(1, ex.nj + 1):
+        if j not in todo:
+            progress.update(len(job_utts(ex.d.utts, ex.nj, j)))
+    if todo:
+        ex.invalidate()
+    # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, str(ex.d.path), ex.config, ex.nj, str(ex.feats_dir), j, threads) for j in todo]
+        try:
+            for fut in as_completed(futures):
+                progress.update(fut.result())
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
