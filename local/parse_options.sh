@@ -5,8 +5,11 @@
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
-      echo "Usage: $0 [options]; options (with defaults):"
-      grep -E '^[a-z_]+=' "$0" | sed -E 's/^([a-z_]+)=(.*)/  --\1 \2/; s/_/-/g'
+      script="$0"; [ -f "$script" ] || script="$(basename "$0")"   # recipes cd to their own dir
+      echo "Usage: $0 [options]; options (with defaults and comments):"
+      grep -E '^[a-z_]+=' "$script" | while IFS='=' read -r name rest; do
+        echo "  --${name//_/-} $rest"
+      done
       exit 0 ;;
     --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
     --*) name="$1"; value="${2-}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }; shift 2 ;;

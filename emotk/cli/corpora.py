@@ -45,4 +45,4 @@ def make_synthetic_corpus_cmd(
     make = synthetic_maker(corpus)
     kwargs = {k: v for k, v in (("seed", seed), ("size", size), ("duration", duration)) if v is not None}
     out = make(out_dir, **kwargs)
-    log(f"{out}: synthetic {corpus} written")
+    log(f"{out}: synthetic {corpus} corpus ready (an existing one with the same options is reused)")

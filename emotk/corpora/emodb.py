@@ -282,6 +282,13 @@ def _write_utterance(args) -> None:
              subtype="PCM_16")
 
 
+def _is_complete(out_dir: Path, note: str, names: list[str]) -> bool:
+    marker = out_dir / "erklaerung.txt"
+    if not marker.is_file() or marker.read_text(encoding="utf-8") != note:
+        return False
+    return all((out_dir / "wav" / f"{n}.wav").is_file() for n in names)
+
+
 def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = None,
                    duration: float | None = None, nj: int = 2) -> Path:
     """Write a synthetic EmoDB in the real layout: German espeak-ng speech, emotion acted by prosody rules.
@@ -303,11 +310,13 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
         raise EmotkError(f"synthetic EmoDB: duration must be > 0 seconds, got {duration}")
     names = _plan(size, seed)
     out_dir = Path(out_dir)
+    note = (f"{SYNTHETIC_MARK}: {size} utterances synthesized with espeak-ng and PSOLA prosody rules "
+            f"(seed {seed}, duration {duration}); NOT the Berlin Database of Emotional Speech.\n")
+    if _is_complete(out_dir, note, names):
+        return out_dir  # same parameters, all files there: a re-run of the recipe stage skips it
     with atomic_dir(out_dir) as tmp:
         for sub in ("wav", "lablaut", "labsilb", "silb"):
             (tmp / sub).mkdir()
-        note = (f"{SYNTHETIC_MARK}: {size} utterances synthesized with espeak-ng and PSOLA prosody rules "
-                f"(seed {seed}); NOT the Berlin Database of Emotional Speech.\n")
         (tmp / "erklaerung.txt").write_text(note, encoding="utf-8")
         (tmp / "erkennung.txt").write_text(note, encoding="utf-8")
         jobs = [(n, seed, duration, str(tmp / "wav")) for n in names]
