@@ -8,3 +8,4 @@ command -v emotk >/dev/null || { echo "emotk not installed: run 'bash local/setu
 export PATH="$EMOTK_ROOT/local:$PATH"
 export PYTHONUNBUFFERED=1 LC_ALL=C
 . "$EMOTK_ROOT/local/log.sh"
+. "$EMOTK_ROOT/local/parallel.sh"

@@ -100,13 +100,7 @@ train_one() {  # train_one PROTOCOL FOLD SEED
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: training $model_tag ($(runs | wc -l) runs, $nj at a time; finished runs are skipped)"
-  running=0
-  while read -r p f s; do
-    train_one "$p" "$f" "$s" &
-    running=$((running + 1))
-    if [ $running -ge $nj ]; then wait -n; running=$((running - 1)); fi
-  done < <(runs)
-  while [ $running -gt 0 ]; do wait -n; running=$((running - 1)); done
+  run_in_parallel $nj train_one < <(runs)
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
