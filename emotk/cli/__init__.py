@@ -2,3 +2,8 @@
 
 from emotk.cli.app import app, main  # noqa: F401
 from emotk.cli import data  # noqa: F401  (registers commands)
+from emotk.cli import evaluate  # noqa: F401
+from emotk.cli import train  # noqa: F401
+from emotk.cli import corpora  # noqa: F401
+from emotk.cli import recola  # noqa: F401
+from emotk.cli import features  # noqa: F401

@@ -24,6 +24,8 @@ from emotk.errors import EmotkError
 MODEL_MODULES = [
     "emotk.models.cnn_lstm",
     "emotk.models.ldnn",
+    "emotk.models.temporal_cnn",
+    "emotk.models.blstm_regressor",
 ]
 
 _REGISTRY: dict[str, type] = {}

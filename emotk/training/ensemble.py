@@ -1,0 +1,120 @@
+"""Ensembles: the average of the predictions of N runs (paper 000: five runs, test prediction =
+their average).
+
+Works on both prediction formats ``emotk infer`` writes:
+
+- frame-level dirs (``labels.scp`` + ark, ``label_names``, ``label_frame_shift``): the frame-wise
+  mean per recording; runs must agree on the recordings, dimensions and frame shift.  Lengths may
+  differ by up to 2 frames (framing edge effects), and are then cut to the shortest.
+- categorical files (header ``# utt label c1 .. cK``, rows ``<utt> <label> p1 .. pK``): the mean
+  posterior per utterance, label = its argmax; runs must agree on the classes and utterances.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emotk.errors import EmotkError
+
+MAX_FRAME_MISMATCH = 2
+
+
+# The two writers produce exactly the formats of emotk.inference's writers; they live here too so
+# that averaging predictions does not import torch (seconds per call in a recipe loop).
+def write_frame_predictions(out_dir: Path, utts: list[str], mats: list[np.ndarray], names: list[str],
+                            label_frame_shift: float) -> None:
+    """A labels dir (labels.ark/scp, label_names, label_frame_shift), built under a temporary name."""
+    import os
+
+    from emotk.data.ark import write_ark_scp
+    from emotk.fileio import atomic_dir
+
+    final = Path(out_dir).resolve()
+    with atomic_dir(final) as tmp:
+        tmp = tmp.resolve()
+        write_ark_scp(tmp / "labels.ark", tmp / "labels.scp", zip(utts, mats))
+        scp = (tmp / "labels.scp").read_text(encoding="utf-8")
+        (tmp / "labels.scp").write_text(scp.replace(f"{tmp}{os.sep}labels.ark:", f"{final}{os.sep}labels.ark:"),
+                                        encoding="utf-8")
+        (tmp / "label_names").write_text(" ".join(names) + "\n", encoding="utf-8")
+        (tmp / "label_frame_shift").write_text(f"{label_frame_shift:g}\n", encoding="utf-8")
+
+
+def write_class_predictions(path: Path, utts: list[str], posteriors: list[np.ndarray], classes: list[str]) -> None:
+    from emotk.fileio import atomic_write
+
+    with atomic_write(path) as f:
+        f.write("# utt label " + " ".join(classes) + "\n")
+        for utt, p in sorted(zip(utts, posteriors), key=lambda x: x[0]):
+            f.write(f"{utt} {classes[int(np.argmax(p))]} " + " ".join(f"{x:.6f}" for x in p) + "\n")
+
+
+def _ensemble_frames(inputs: Sequence[Path], out: Path) -> dict:
+    from emotk.analysis.continuous import read_frame_labels
+
+    first = None
+    sums: dict[str, np.ndarray] = {}
+    for path in inputs:
+        names, shift, mats = read_frame_labels(path)
+        if first is None:
+            first = (path, names, shift, set(mats))
+            sums = {u: m.copy() for u, m in mats.items()}
+            continue
+        p0, names0, shift0, utts0 = first
+        if names != names0:
+            raise EmotkError(f"{path / 'label_names'}: {' '.join(names)} differs from {p0 / 'label_names'}: {' '.join(names0)}")
+        if not math.isclose(shift, shift0, rel_tol=1e-6):
+            raise EmotkError(f"{path / 'label_frame_shift'}: {shift:g} differs from {p0}'s {shift0:g}")
+        if set(mats) != utts0:
+            diff = sorted(set(mats) ^ utts0)
+            raise EmotkError(f"{path / 'labels.scp'}: recordings differ from {p0 / 'labels.scp'} (e.g. {diff[0]!r})")
+        for u, m in mats.items():
+            if abs(m.shape[0] - sums[u].shape[0]) > MAX_FRAME_MISMATCH:
+                raise EmotkError(f"{path / 'labels.scp'}: {u!r} has {m.shape[0]} frames, {p0} has "
+                                 f"{sums[u].shape[0]} (more than {MAX_FRAME_MISMATCH} apart)")
+            n = min(m.shape[0], sums[u].shape[0])
+            sums[u] = sums[u][:n] + m[:n]
+    utts = sorted(sums)
+    _, names, shift, _ = first
+    write_frame_predictions(out, utts, [(sums[u] / len(inputs)).astype(np.float32) for u in utts], names, shift)
+    return {"kind": "frame_regression", "runs": len(inputs), "utterances": len(utts)}
+
+
+def _ensemble_classes(inputs: Sequence[Path], out: Path) -> dict:
+    from emotk.evaluation.score import read_predictions
+
+    classes0, preds0 = read_predictions(inputs[0])
+    sums = {u: np.asarray(p, dtype=np.float64) for u, (_, p) in preds0.items()}
+    for path in inputs[1:]:
+        classes, preds = read_predictions(path)
+        if classes != classes0:
+            raise EmotkError(f"{path}: classes {' '.join(classes)} differ from {inputs[0]}: {' '.join(classes0)}")
+        if set(preds) != set(sums):
+            diff = sorted(set(preds) ^ set(sums))
+            raise EmotkError(f"{path}: utterances differ from {inputs[0]} (e.g. {diff[0]!r})")
+        for u, (_, p) in preds.items():
+            sums[u] += np.asarray(p, dtype=np.float64)
+    utts = sorted(sums)
+    write_class_predictions(out, utts, [sums[u] / len(inputs) for u in utts], classes0)
+    return {"kind": "class", "runs": len(inputs), "utterances": len(utts)}
+
+
+def ensemble_predictions(inputs: Sequence[str | Path], out: str | Path) -> dict:
+    """Average the predictions ``inputs`` (all dirs or all files) into ``out``, atomically."""
+    inputs = [Path(p) for p in inputs]
+    if len(inputs) < 2:
+        raise EmotkError(f"an ensemble needs at least 2 predictions, got {len(inputs)}")
+    for p in inputs:
+        if not p.exists():
+            raise EmotkError(f"{p}: predictions not found")
+    kinds = {p.is_dir() for p in inputs}
+    if len(kinds) > 1:
+        raise EmotkError("cannot mix frame-level prediction dirs and categorical prediction files in one ensemble")
+    out = Path(out)
+    if kinds.pop():
+        return _ensemble_frames(inputs, out)
+    return _ensemble_classes(inputs, out)
