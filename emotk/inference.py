@@ -18,17 +18,15 @@ Outputs (read by ``emotk score``):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from emotk.data.ark import write_ark_scp
+from emotk.data.predictions import write_class_predictions, write_frame_predictions
 from emotk.data.datadir import validate_data_dir
 from emotk.errors import EmotkError
-from emotk.fileio import atomic_dir, atomic_write
 from emotk.models import build_model
 from emotk.training.checkpoint import load_checkpoint
 from emotk.training.data import Dataset, eval_batches, load_features, stack_splice
@@ -109,28 +107,6 @@ def predict(model: torch.nn.Module, meta: dict, utts: list[str], feats: list[np.
         for j, i in enumerate(b.index):
             out[i] = torch.softmax(y[j], -1).numpy() if kind == "class" else y[j, : b.lengths[j]].numpy()
     return out
-
-
-def write_class_predictions(path: str | Path, utts: list[str], posteriors: list[np.ndarray], classes: list[str]) -> None:
-    with atomic_write(path) as f:
-        f.write("# utt label " + " ".join(classes) + "\n")
-        for i in sorted(range(len(utts)), key=lambda i: utts[i]):
-            p = posteriors[i]
-            f.write(f"{utts[i]} {classes[int(np.argmax(p))]} " + " ".join(f"{x:.6f}" for x in p) + "\n")
-
-
-def write_frame_predictions(out_dir: str | Path, utts: list[str], outputs: list[np.ndarray], names: list[str],
-                            label_frame_shift: float) -> None:
-    """A labels dir, built under a temporary name and renamed when complete."""
-    final = Path(out_dir).resolve()
-    with atomic_dir(final) as tmp:
-        tmp = tmp.resolve()
-        write_ark_scp(tmp / "labels.ark", tmp / "labels.scp", sorted(zip(utts, outputs)))
-        # The scp names the ark by its absolute path: point it at the final location.
-        scp = (tmp / "labels.scp").read_text(encoding="utf-8").replace(f"{tmp}{os.sep}labels.ark:", f"{final}{os.sep}labels.ark:")
-        (tmp / "labels.scp").write_text(scp, encoding="utf-8")
-        (tmp / "label_names").write_text(" ".join(names) + "\n", encoding="utf-8")
-        (tmp / "label_frame_shift").write_text(f"{label_frame_shift:g}\n", encoding="utf-8")
 
 
 def infer(exp_dir: str | Path, inputs: Sequence[str | Path], out: str | Path | None = None, checkpoint: str = "best",

@@ -18,39 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
+from emotk.data.predictions import write_class_predictions, write_frame_predictions
 from emotk.errors import EmotkError
 
 MAX_FRAME_MISMATCH = 2
-
-
-# The two writers produce exactly the formats of emotk.inference's writers; they live here too so
-# that averaging predictions does not import torch (seconds per call in a recipe loop).
-def write_frame_predictions(out_dir: Path, utts: list[str], mats: list[np.ndarray], names: list[str],
-                            label_frame_shift: float) -> None:
-    """A labels dir (labels.ark/scp, label_names, label_frame_shift), built under a temporary name."""
-    import os
-
-    from emotk.data.ark import write_ark_scp
-    from emotk.fileio import atomic_dir
-
-    final = Path(out_dir).resolve()
-    with atomic_dir(final) as tmp:
-        tmp = tmp.resolve()
-        write_ark_scp(tmp / "labels.ark", tmp / "labels.scp", zip(utts, mats))
-        scp = (tmp / "labels.scp").read_text(encoding="utf-8")
-        (tmp / "labels.scp").write_text(scp.replace(f"{tmp}{os.sep}labels.ark:", f"{final}{os.sep}labels.ark:"),
-                                        encoding="utf-8")
-        (tmp / "label_names").write_text(" ".join(names) + "\n", encoding="utf-8")
-        (tmp / "label_frame_shift").write_text(f"{label_frame_shift:g}\n", encoding="utf-8")
-
-
-def write_class_predictions(path: Path, utts: list[str], posteriors: list[np.ndarray], classes: list[str]) -> None:
-    from emotk.fileio import atomic_write
-
-    with atomic_write(path) as f:
-        f.write("# utt label " + " ".join(classes) + "\n")
-        for utt, p in sorted(zip(utts, posteriors), key=lambda x: x[0]):
-            f.write(f"{utt} {classes[int(np.argmax(p))]} " + " ".join(f"{x:.6f}" for x in p) + "\n")
 
 
 def _ensemble_frames(inputs: Sequence[Path], out: Path) -> dict:

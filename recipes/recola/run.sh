@@ -116,13 +116,7 @@ train_one() {  # train_one MODEL DIM SEED: train (resumable, skipped when done),
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: training $(runs | wc -l) runs ($models x $dims x seeds $seeds), $nj at a time; finished runs are skipped"
-  running=0
-  while read -r m d s; do
-    train_one "$m" "$d" "$s" &
-    running=$((running + 1))
-    if [ $running -ge $nj ]; then wait -n; running=$((running - 1)); fi
-  done < <(runs)
-  while [ $running -gt 0 ]; do wait -n; running=$((running - 1)); done
+  run_in_parallel $nj train_one < <(runs)
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
