@@ -34,6 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_common import cpu_name, replace_section  # noqa: E402
 SECONDS = 3.0
 SR = 16000
 HEADING = "## Feature extraction (fbank)"
@@ -172,28 +173,6 @@ def memory_run(method: str, data: Path, out: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = old.find(HEADING)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(HEADING))
-        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utts", type=int, default=200, help="corpus size for the speed comparison")
@@ -250,7 +229,7 @@ def main() -> None:
     cmd = "python benchmarks/bench_fbank.py" + (f" --utts {args.utts}" if args.utts != 200 else "")
     lines = [
         HEADING, "",
-        f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_model()}); Python {platform.python_version()}, "
+        f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python {platform.python_version()}, "
         f"torch {torch.__version__}; single thread; load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end "
         "(other jobs shared the machine: compare rows of one run, not runs).",
         "", f"Reproduce: `{cmd}`", "",
@@ -269,7 +248,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_common import cpu_name, replace_section  # noqa: E402
 HEADING = "## RECOLA models"
 
 # name, registry model, params; sized to about 75k parameters each (the paper compares the CNNs
@@ -48,16 +49,6 @@ EXTRA = [
     ("dilated CNN (paper: width 32)", "dilated_cnn", {"width": 32}),
     ("BLSTM 2 x 64 (conf/model/blstm_regressor.yaml)", "blstm_regressor", {"hidden_size": 64, "num_layers": 2}),
 ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def epoch_seconds(model, data, epochs: int) -> list[float]:
@@ -181,19 +172,6 @@ def markdown(rows: list[dict], args, threads: list[int], load_before: float, loa
     return "\n".join(lines) + "\n"
 
 
-def replace_section(path: Path, text: str) -> None:
-    """Replace the section (up to the next ``## `` heading) or append it; other sections are kept."""
-    old = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recordings", type=int, default=9)
@@ -206,7 +184,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = run(args.recordings, args.seconds, args.epochs, threads)
     text = markdown(rows, args, threads, load_before, os.getloadavg()[0])
-    replace_section(args.out, text)
+    replace_section(args.out, HEADING, text)
     print(text)
 
 

@@ -18,7 +18,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_common import cpu_name, replace_section  # noqa: E402
 
 from emotk.config import load_config  # noqa: E402
 from emotk.models import build_model  # noqa: E402
@@ -39,16 +39,6 @@ CASES = [
     ("ldnn", 300, 640, 6, "40 log-mel x 16 spliced, 300 frames (paper 002)"),
     ("ldnn_small", 300, 200, 7, "40 log-mel x 5 spliced, 300 frames"),
 ]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def throughput(model, x, lengths, y, train: bool, seconds: float) -> float:
@@ -130,19 +120,6 @@ def markdown(rows: list[dict], threads: list[int], batch: int, seconds: float, l
     return "\n".join(lines) + "\n"
 
 
-def replace_section(path: Path, text: str) -> None:
-    """Replace the section (up to the next ``## `` heading) or append it; other sections are kept."""
-    from emotk.fileio import write_text
-
-    old = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    write_text(path, new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -154,7 +131,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = run(threads, args.batch, args.seconds)
     text = markdown(rows, threads, args.batch, args.seconds, load_before)
-    replace_section(args.out, text)
+    replace_section(args.out, SECTION, text)
     print(text)
 
 
