@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emotk.data.lhotse_bridge import (
     data_dir_to_manifests,
     load_manifests,
@@ -17,7 +19,7 @@ def test_roundtrip_keeps_labels_speakers_genders(tmp_path):
     assert len(recs) == 9 and len(sups) == 9
     sup = sups["s2_u1"]
     assert sup.speaker == "s2" and sup.gender == "f" and sup.custom["emotion"] == "neutral"
-    assert abs(sup.duration - 0.6) < 1e-6 and recs["s2_u1"].sampling_rate == 16000
+    assert sup.duration == pytest.approx(0.6, abs=1e-6) and recs["s2_u1"].sampling_rate == 16000
     save_manifests(recs, sups, tmp_path / "manifests")
     recs2, sups2 = load_manifests(tmp_path / "manifests")
     back = manifests_to_data_dir(recs2, sups2, tmp_path / "back")
