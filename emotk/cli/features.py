@@ -28,37 +28,27 @@ def _extract(kind: str, data_dir: Path, config: str, nj: int, job: Optional[int]
     log(extract_data_dir(data_dir, cfg, nj=nj, job=job, feats_dir=feats_dir, merge_only=merge, log=log))
 
 
-_CONFIG_HELP = "Feature config: a YAML path, or a name in conf/features/ ({})."
+def _register_extractor(kind: str, title: str, default: str, names: str, example: str) -> None:
+    """``emotk extract-<kind>``: one definition for fbank and MFCC, so their options stay the same."""
+
+    def command(
+        data_dir: Path = typer.Argument(..., help="Data dir with wav.scp (and optional segments)."),
+        config: str = typer.Option(default, "--config",
+                                   help=f"Feature config: a YAML path, or a name in conf/features/ ({names})."),
+        nj: int = typer.Option(1, "--nj", help="Number of jobs."),
+        job: Optional[int] = typer.Option(None, "--job", help="Run only this job (1..nj)."),
+        feats_dir: Optional[Path] = typer.Option(None, "--feats-dir", help="Where the archives go (default: DATA_DIR/data)."),
+        merge: bool = typer.Option(False, "--merge", help="Only merge the --nj finished jobs into feats.scp."),
+    ):
+        _extract(kind, data_dir, config, nj, job, feats_dir, merge)
+
+    app.command(f"extract-{kind}", help=f"{title} (Kaldi-compatible).\n\nExample: {example}\n{_NJ_HELP}")(command)
 
 
-@app.command("extract-fbank", help=f"""Compute log-mel filterbank features of a data dir (Kaldi-compatible).
-
-Example: emotk extract-fbank data/emodb/all --config fbank40 --nj 4
-{_NJ_HELP}""")
-def extract_fbank_cmd(
-    data_dir: Path = typer.Argument(..., help="Data dir with wav.scp (and optional segments)."),
-    config: str = typer.Option("fbank40", "--config", help=_CONFIG_HELP.format("fbank40, fbank80, fbank128_2048")),
-    nj: int = typer.Option(1, "--nj", help="Number of jobs."),
-    job: Optional[int] = typer.Option(None, "--job", help="Run only this job (1..nj)."),
-    feats_dir: Optional[Path] = typer.Option(None, "--feats-dir", help="Where the archives go (default: DATA_DIR/data)."),
-    merge: bool = typer.Option(False, "--merge", help="Only merge the --nj finished jobs into feats.scp."),
-):
-    _extract("fbank", data_dir, config, nj, job, feats_dir, merge)
-
-
-@app.command("extract-mfcc", help=f"""Compute MFCC features of a data dir (Kaldi-compatible).
-
-Example: emotk extract-mfcc data/enterface/all --config mfcc13 --nj 4
-{_NJ_HELP}""")
-def extract_mfcc_cmd(
-    data_dir: Path = typer.Argument(..., help="Data dir with wav.scp (and optional segments)."),
-    config: str = typer.Option("mfcc13", "--config", help=_CONFIG_HELP.format("mfcc13, mfcc26")),
-    nj: int = typer.Option(1, "--nj", help="Number of jobs."),
-    job: Optional[int] = typer.Option(None, "--job", help="Run only this job (1..nj)."),
-    feats_dir: Optional[Path] = typer.Option(None, "--feats-dir", help="Where the archives go (default: DATA_DIR/data)."),
-    merge: bool = typer.Option(False, "--merge", help="Only merge the --nj finished jobs into feats.scp."),
-):
-    _extract("mfcc", data_dir, config, nj, job, feats_dir, merge)
+_register_extractor("fbank", "Compute log-mel filterbank features of a data dir", "fbank40",
+                    "fbank40, fbank80, fbank128_2048", "emotk extract-fbank data/emodb/all --config fbank40 --nj 4")
+_register_extractor("mfcc", "Compute MFCC features of a data dir", "mfcc13", "mfcc13, mfcc26",
+                    "emotk extract-mfcc data/enterface/all --config mfcc13 --nj 4")
 
 
 @app.command("compute-cmvn")
