@@ -37,7 +37,7 @@ from emotk.data.ark import read_matrix
 from emotk.data.datadir import DataDir
 from emotk.errors import EmotkError
 from emotk.metrics.regression import ccc
-from emotk.training.ensemble import ensemble_predictions, write_class_predictions, write_frame_predictions
+from emotk.evaluation.ensemble import ensemble_predictions, write_class_predictions, write_frame_predictions
 
 ROOT = Path(__file__).resolve().parent.parent
 EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]

@@ -50,7 +50,7 @@ def ensemble_predictions_cmd(
     Example: emotk ensemble-predictions exp/recola/dilated_cnn/arousal/seed{1,2,3}/predictions/dev
     --out exp/recola/dilated_cnn/arousal/ensemble/predictions/dev
     """
-    from emotk.training.ensemble import ensemble_predictions
+    from emotk.evaluation.ensemble import ensemble_predictions
 
     r = ensemble_predictions(inputs, out)
     log(f"{out}: average of {r['runs']} runs ({r['kind']}, {r['utterances']} utterances)")
