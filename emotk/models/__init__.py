@@ -26,6 +26,7 @@ MODEL_MODULES = [
     "emotk.models.ldnn",
     "emotk.models.temporal_cnn",
     "emotk.models.blstm_regressor",
+    "emotk.models.sklearn_models",
 ]
 
 _REGISTRY: dict[str, type] = {}
