@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import inspect
 import math
-import platform
-import shutil
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,16 +30,12 @@ from emotk.models import build_model, get_model_class
 from emotk.training.checkpoint import load_checkpoint, save_checkpoint
 from emotk.data.datadir import DataDir
 from emotk.training.data import Batch, Dataset, eval_batches, load_dataset, num_batches, train_batches
+from emotk.training.expdir import env_text, exit_if_test_epoch, prepare_exp_dir
+from emotk.training.provenance import build_record, write_record
 from emotk.training.losses import build_loss, inverse_frequency_weights
 from emotk.training.seeding import epoch_rng, get_rng_state, seed_everything, set_rng_state
 
-# What ``--overwrite`` removes from an exp dir: everything a training run (and the commands
-# that use its model) wrote there.  Anything else in the dir is left alone.
-RUN_OUTPUTS = ("config.yaml", "env.txt", "train.log", "done", "checkpoints", "predictions", "scores", "plots")
 METRIC_NAME = {"class": "ua", "frame_regression": "ccc"}
-# Settings a resumed run may change (to train longer, or on another machine); any other change
-# would make the epochs already run belong to a different experiment.
-RESUME_MAY_CHANGE = ("epochs", "patience", "num_threads", "device")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,40 +83,6 @@ def evaluate(model, ds: Dataset, loss_fn: Callable, batch_size: int, device: tor
     return total / n, metric
 
 
-def env_text(command: str) -> str:
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    lines = {
-        "emotk": emotk.__version__,
-        "git_commit": git_commit(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lhotse": version("lhotse"),
-        "numpy": np.__version__,
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "command": command,
-    }
-    return "".join(f"{k}: {v}\n" for k, v in lines.items())
-
-
-def git_commit() -> str:
-    """The commit of the emotk source tree, with ``+dirty`` for uncommitted changes; ``unknown`` outside git."""
-    src = Path(emotk.__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
-
-
 def _log_line(h: dict, metric: str) -> str:
     return (f"epoch={h['epoch']} train_loss={h['train_loss']:.6f} valid_loss={h['valid_loss']:.6f} "
             f"valid_{metric}={h['valid_metric']:.6f} lr={h['lr']:.3g} seconds={h['seconds']:.1f}"
@@ -141,16 +99,6 @@ def _feature_config(train_dir: Path) -> dict | None:
         raise EmotkError(f"{p}: invalid YAML: {e}") from None
 
 
-def _first_difference(a, b, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-            if d:
-                return d
-        return None
-    return None if a == b else f"{prefix.rstrip('.')} ({a!r} vs {b!r})"
-
-
 def check_model(name: str, params: dict, kind: str) -> None:
     """Fail before loading any data: unknown model, unknown parameter, output kind unfit for the task."""
     cls = get_model_class(name)
@@ -164,46 +112,18 @@ def check_model(name: str, params: dict, kind: str) -> None:
             raise EmotkError(f"model {name!r}: unknown parameter {unknown[0]!r} in model.params (known: {known})")
 
 
-def prepare_exp_dir(exp: Path, cfg: dict, resume: bool, overwrite: bool, log: Callable[[str], None]) -> bool:
-    """Decide what to do with an existing exp dir; returns False when training is already done."""
-    if overwrite:
-        for name in RUN_OUTPUTS:
-            p = exp / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-        return True
-    if (exp / "done").is_file():
-        log(f"{exp}: training already done, skipping (use --overwrite to train again)")
-        return False
-    started = (exp / "config.yaml").is_file() or (exp / "checkpoints").is_dir()
-    if started and not resume:
-        raise EmotkError(f"{exp}: holds an unfinished training run; use --resume to continue it or --overwrite to start over")
-    if resume and (exp / "config.yaml").is_file():
-        old = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
-        diff = _first_difference({**old, "train": {**old["train"], **{k: cfg["train"][k] for k in RESUME_MAY_CHANGE}}}, cfg)
-        if diff:
-            raise EmotkError(f"{exp}: cannot resume with a different config: {diff}; use --overwrite to start over")
-        changed = [f"train.{k}: {old['train'].get(k)!r} -> {cfg['train'][k]!r}" for k in RESUME_MAY_CHANGE
-                   if old["train"].get(k) != cfg["train"][k]]
-        if changed:
-            log(f"{exp}: resuming with {', '.join(changed)}")
-    # Temporary files of a killed run (atomic writes not yet renamed).
-    for tmp in list(exp.glob(".*.tmp")) + list((exp / "checkpoints").glob(".*")):
-        tmp.unlink()
-    return True
-
-
 def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str | Path, *, resume: bool = False,
-          overwrite: bool = False, command: str = "", log: Callable[[str], None] = print) -> dict | None:
+          overwrite: bool = False, on_mismatch: str = "redo", command: str = "",
+          log: Callable[[str], None] = print) -> dict | None:
     """Train ``cfg`` (as from ``emotk.config.load_config``) and fill ``exp_dir``.
 
     Returns the ``done`` summary, or None when the exp dir was already done.
     """
     exp = Path(exp_dir)
     cfg = {**cfg, "task": resolve_task(cfg)}
-    if not prepare_exp_dir(exp, cfg, resume, overwrite, log):
+    check_model(cfg["model"]["name"], cfg["model"]["params"], cfg["task"]["kind"])
+    record = build_record(cfg, train_dir, valid_dir)
+    if not prepare_exp_dir(exp, cfg, record, resume=resume, overwrite=overwrite, on_mismatch=on_mismatch, log=log):
         return None
     tc, fc, task = cfg["train"], cfg["features"], cfg["task"]
     torch.set_num_threads(tc["num_threads"])
@@ -213,7 +133,6 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
         log("train.amp ignored: mixed precision is used on CUDA only")
 
     mc = cfg["model"]
-    check_model(mc["name"], mc["params"], task["kind"])
     train_ds = load_dataset(train_dir, fc, task)
     frame_shift = DataDir(train_dir).frame_shift * fc["stack"]
     valid_ds = load_dataset(valid_dir, fc, task, names=train_ds.names, feature_frame_shift=frame_shift)
@@ -273,6 +192,7 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
             log(f"{exp}: no checkpoint to resume from, starting from scratch")
         save_config(cfg, exp / "config.yaml")
         write_text(exp / "env.txt", env_text(command))
+        write_record(exp, record, DataDir(train_dir).utt2spk, DataDir(valid_dir).utt2spk)
     (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     show_bar = sys.stderr.isatty()
@@ -330,6 +250,7 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
                          "scaler": scaler.state_dict(), "rng": get_rng_state(), "meta": meta}, last)
         write_text(exp / "train.log", "".join(_log_line(h, metric_name) + "\n" for h in state["history"]))
         log(_log_line(state["history"][-1], metric_name))
+        exit_if_test_epoch(epoch)
 
     stopped_early = state["epoch"] < tc["epochs"]
     summary = {"best_epoch": state["best_epoch"], f"best_valid_{metric_name}": float(state["best_metric"]),
