@@ -70,3 +70,101 @@ def read_scp(scp_table: dict[str, str], keys: Iterable[str] | None = None) -> It
 def ark_paths(scp_table: dict[str, str]) -> set[str]:
     return {v.rpartition(":")[0] for v in scp_table.values()}
 
+
+
+# Vector tables: one Kaldi float vector per key (utterance-level features such as openSMILE
+# functionals), readable by Kaldi's copy-vector. Every reader of a vector table goes through here.
+
+def write_vector_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]],
+                         dtype=np.float32) -> dict[str, int]:
+    """Write ``(key, vector)`` pairs to ``ark`` and an scp indexing it; both atomically.
+
+    Every vector must be 1-D, finite and as long as the first. Returns ``{key: dim}``.
+    """
+    kio = _kaldi_io()
+    ark = Path(ark).resolve()
+    dims: dict[str, int] = {}
+    lines = []
+    with atomic_path(ark) as tmp, open(tmp, "wb") as f:
+        for key, vec in items:
+            vec = np.ascontiguousarray(vec, dtype=dtype)
+            _check_vector(vec, key, ark, next(iter(dims.values()), None))
+            f.write(f"{key} ".encode())
+            offset = f.tell()
+            kio.write_vec_flt(f, vec)
+            lines.append(f"{key} {ark}:{offset}\n")
+            dims[key] = vec.shape[0]
+    with atomic_write(scp) as f:
+        f.writelines(sorted(lines))
+    return dims
+
+
+def _check_vector(vec: np.ndarray, key: str, source, dim: int | None) -> None:
+    if vec.ndim != 1:
+        raise EmotkError(f"{source}: utterance {key!r}: expected a vector, got shape {vec.shape}")
+    if dim is not None and vec.shape[0] != dim:
+        raise EmotkError(f"{source}: utterance {key!r} has a vector of dim {vec.shape[0]}, earlier ones have {dim}")
+    if not np.isfinite(vec.sum(dtype=np.float64)):
+        raise EmotkError(f"{source}: utterance {key!r} has NaN or infinite values")
+
+
+def read_vector(rxspec: str) -> np.ndarray:
+    """Read one vector from ``path:offset`` (an scp value)."""
+    kio = _kaldi_io()
+    try:
+        return np.asarray(kio.read_vec_flt(rxspec))
+    except Exception as e:  # kaldi_io raises bare Exceptions with unhelpful text
+        raise EmotkError(f"cannot read vector {rxspec}: {e!r}") from None
+
+
+def read_vector_table(scp: str | Path, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(key, vector)`` for ``keys`` (default: all, in file order) of the vector table ``scp``.
+
+    Relative ark paths are taken relative to the scp's folder. Errors name the file and the key:
+    a missing key, an unreadable entry, a dimension that differs from the first vector's, NaN or inf.
+    """
+    from emotk.data.datadir import DataDir, read_table
+
+    scp = Path(scp)
+    table = read_table(scp, parse=str)
+    base = DataDir(scp.parent)
+    dim = None
+    for key in keys if keys is not None else table:
+        if key not in table:
+            raise EmotkError(f"{scp}: utterance {key!r} not found")
+        try:
+            vec = read_vector(base.resolve(table[key]))
+        except EmotkError as e:
+            raise EmotkError(f"{scp}: utterance {key!r}: {e}") from None
+        _check_vector(vec, key, scp, dim)
+        dim = vec.shape[0]
+        yield key, vec
+
+
+def read_vectors(scp: str | Path, keys: Iterable[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """The keys and an ``[N, D]`` float32 array of a vector table (see ``read_vector_table``)."""
+    pairs = list(read_vector_table(scp, keys))
+    if not pairs:
+        raise EmotkError(f"{scp}: no vectors to read")
+    return [k for k, _ in pairs], np.stack([v for _, v in pairs]).astype(np.float32, copy=False)
+
+
+def is_vector_table(scp: str | Path) -> bool:
+    """Whether the first entry of a Kaldi table holds a vector (else a matrix)."""
+    from emotk.data.datadir import DataDir, read_table
+
+    scp = Path(scp)
+    table = read_table(scp, parse=str)
+    if not table:
+        raise EmotkError(f"{scp}: empty table")
+    value = DataDir(scp.parent).resolve(next(iter(table.values())))
+    path, sep, offset = value.rpartition(":")
+    if not (sep and offset.isdigit()):
+        path, offset = value, "0"
+    try:
+        with open(path, "rb") as f:
+            f.seek(int(offset))
+            head = f.read(5)
+    except (OSError, ValueError) as e:
+        raise EmotkError(f"{scp}: cannot read its first entry: {e}") from None
+    return head[2:4] in (b"FV", b"DV")
