@@ -1,4 +1,4 @@
-"""Feature commands: extract-fbank, extract-mfcc, compute-cmvn, apply-cmvn."""
+"""Feature commands: extract-fbank, extract-mfcc, extract-opensmile, compute-cmvn, apply-cmvn."""
 
 from __future__ import annotations
 
@@ -51,19 +51,53 @@ _register_extractor("mfcc", "Compute MFCC features of a data dir", "mfcc13", "mf
                     "emotk extract-mfcc data/enterface/all --config mfcc13 --nj 4")
 
 
+@app.command("extract-opensmile")
+def extract_opensmile_cmd(
+    data_dir: Path = typer.Argument(..., help="Data dir with wav.scp (and optional segments)."),
+    feature_set: str = typer.Option(..., "--set", help="eGeMAPSv02, GeMAPSv01b, ComParE_2016, emobase, IS09, IS10, "
+                                                        "IS11, IS12 or IS13 (case-insensitive)."),
+    level: str = typer.Option("functionals", "--level", help="functionals (one vector per utterance) or lld (frames)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output table stem (default: the set lower-cased)."),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="Audio is resampled to this rate (Hz) first."),
+    nj: int = typer.Option(1, "--nj", help="Number of jobs."),
+    job: Optional[int] = typer.Option(None, "--job", help="Run only this job (1..nj)."),
+    feats_dir: Optional[Path] = typer.Option(None, "--feats-dir", help="Where the archives go (default: DATA_DIR/data)."),
+    merge: bool = typer.Option(False, "--merge", help="Only merge the --nj finished jobs."),
+):
+    """Compute an openSMILE feature set of a data dir (the 'opensmile' package's configs).
+
+    Functionals are Kaldi float vectors (copy-vector reads them) in NAME.scp, NAME = the set lower-cased (egemapsv02.scp, compare_2016.scp); LLDs are Kaldi matrices in NAME_lld.scp, with their frame shift (seconds) in NAME_lld.frame_shift. conf/NAME[_lld].yaml records the set, level, rate, package version and a digest of the audio: a re-run with the same ones skips, any change redoes. The size of the functionals is checked against the set's official size.
+
+    --nj/--job/--merge and FEATS_DIR/raw_NAME_DATA.J.ark archives as in extract-fbank.
+
+    Example: emotk extract-opensmile data/emodb/all --set eGeMAPSv02 --nj 4
+    """
+    from emotk.features.opensmile import extract_opensmile_data_dir
+
+    log(extract_opensmile_data_dir(data_dir, feature_set, level, name=name, nj=nj, job=job, feats_dir=feats_dir,
+                                   merge_only=merge, sample_rate=sample_rate, log=log))
+
+
 @app.command("compute-cmvn")
 def compute_cmvn_cmd(
-    data_dir: Path = typer.Argument(..., help="Data dir with feats.scp."),
-    ark: Optional[Path] = typer.Option(None, "--ark", help="Stats archive (default: DATA_DIR/data/cmvn.ark)."),
+    data_dir: Path = typer.Argument(..., help="Data dir with feats.scp (or the --table)."),
+    ark: Optional[Path] = typer.Option(None, "--ark", help="Stats archive (default: DATA_DIR/data/<out stem>.ark)."),
+    table: str = typer.Option("feats.scp", "--table",
+                              help="Features table in the data dir: matrices, or vectors (openSMILE functionals) "
+                                   "counted as one frame each."),
+    out: Optional[str] = typer.Option(None, "--out", help="Stats table (default: cmvn.scp for feats.scp, "
+                                                          "else <table stem>_cmvn.scp)."),
 ):
     """Per-speaker CMVN stats (Kaldi 'compute-cmvn-stats --spk2utt' layout) into cmvn.scp.
 
-    Example: emotk compute-cmvn data/recola/train
-    """
-    from emotk.features.cmvn import compute_cmvn_data_dir
+    With --table NAME.scp of utterance-level vectors, each vector counts as one frame: the stats are the speaker's mean and variance over utterances, for per-speaker standardization of the vectors.
 
-    n = compute_cmvn_data_dir(data_dir, ark)
-    log(f"{data_dir}: wrote cmvn.scp ({n} speakers)")
+    Example: emotk compute-cmvn data/recola/train; emotk compute-cmvn data/emodb/all --table egemapsv02.scp --out egemapsv02_cmvn.scp
+    """
+    from emotk.features.cmvn import compute_cmvn_data_dir, stats_table_name
+
+    n = compute_cmvn_data_dir(data_dir, ark, table=table, out=out)
+    log(f"{data_dir}: wrote {out or stats_table_name(table)} ({n} speakers)")
 
 
 @app.command("apply-cmvn")

@@ -7,6 +7,11 @@ standard deviation. Kaldi floors the variance at 1e-20; emotk floors it at ``VAR
 well above the rounding noise of the float64 sums (about 1e-13 for log-energy-sized values), so a
 constant dimension or a one-frame speaker gives 0 rather than amplified rounding noise; the output
 is always finite.
+
+Utterance-level vectors (openSMILE functionals, ``<name>.scp``) are standardized the same way: each
+vector counts as a one-frame matrix, so a speaker's stats are the same ``2 x (D+1)`` layout with the
+number of utterances as the count (``compute-cmvn --table egemapsv02.scp`` writes them to
+``egemapsv02_cmvn.scp``), and ``load_normalized_vectors`` applies them.
 """
 
 from __future__ import annotations
@@ -62,26 +67,55 @@ def utterance_cmvn(mat: np.ndarray, norm_vars: bool = True) -> np.ndarray:
     return apply_cmvn(mat, compute_cmvn_stats([mat]), norm_vars)
 
 
-def speaker_stats(data_dir) -> Iterator[tuple[str, np.ndarray]]:
-    """``(speaker, stats)`` for every speaker of a data dir with features, in sorted order."""
-    from emotk.data.ark import read_scp
+def vector_stats(vectors: Iterable[np.ndarray]) -> np.ndarray:
+    """The ``2 x (D+1)`` stats of utterance-level vectors, each counted as one frame."""
+    return compute_cmvn_stats(np.asarray(v)[None, :] for v in vectors)
+
+
+def speaker_stats(data_dir, table: str = "feats.scp") -> Iterator[tuple[str, np.ndarray]]:
+    """``(speaker, stats)`` for every speaker of a data dir, in sorted order.
+
+    ``table``: a matrix table (feats.scp, an LLD table) or a vector table (``egemapsv02.scp``), whose
+    vectors count as one frame each.
+    """
+    from emotk.data.ark import is_vector_table, read_scp, read_vector_table
     from emotk.data.datadir import validate_data_dir
 
-    d = validate_data_dir(data_dir, require=["feats.scp"])
-    scp = {u: d.resolve(v) for u, v in d.table("feats.scp").items()}
+    d = validate_data_dir(data_dir, require=[table])
+    path = d.path / table
+    if is_vector_table(path):
+        for spk, utts in d.spk2utt.items():
+            yield spk, vector_stats(v for _, v in read_vector_table(path, utts))
+        return
+    scp = {u: d.resolve(v) for u, v in d.table(table).items()}
     for spk, utts in d.spk2utt.items():
+        missing = [u for u in utts if u not in scp]
+        if missing:
+            raise EmotkError(f"{path}: utterance {missing[0]!r} not found")
         yield spk, compute_cmvn_stats(m for _, m in read_scp(scp, utts))
 
 
-def compute_cmvn_data_dir(data_dir, ark: str | Path | None = None) -> int:
-    """Write ``cmvn.scp`` (and its ark, default ``<data>/data/cmvn.ark``) keyed by speaker; returns #speakers."""
+def stats_table_name(table: str) -> str:
+    """The default stats table of a features table: cmvn.scp for feats.scp, else ``<stem>_cmvn.scp``."""
+    return "cmvn.scp" if table == "feats.scp" else f"{Path(table).name.removesuffix('.scp')}_cmvn.scp"
+
+
+def compute_cmvn_data_dir(data_dir, ark: str | Path | None = None, table: str = "feats.scp",
+                          out: str | None = None) -> int:
+    """Write per-speaker stats of ``table`` to ``out`` (default ``stats_table_name(table)``), keyed by speaker.
+
+    The archive defaults to ``<data>/data/<out stem>.ark`` (``data/cmvn.ark`` for feats.scp). Returns #speakers.
+    """
     from emotk.data.ark import write_ark_scp
 
     data_dir = Path(data_dir)
-    ark = Path(ark) if ark is not None else data_dir / "data" / "cmvn.ark"
+    out = out or stats_table_name(table)
+    if "/" in out or not out.endswith(".scp"):
+        raise EmotkError(f"--out must be a file name ending in .scp (in the data dir), got {out!r}")
+    ark = Path(ark) if ark is not None else data_dir / "data" / f"{out.removesuffix('.scp')}.ark"
     # float64: Kaldi's stats are double, and float32 sums of squares would lose the
     # variance to cancellation on long recordings.
-    return len(write_ark_scp(ark, data_dir / "cmvn.scp", speaker_stats(data_dir), dtype=np.float64))
+    return len(write_ark_scp(ark, data_dir / out, speaker_stats(data_dir, table), dtype=np.float64))
 
 
 def load_normalized(data_dir, utts: Iterable[str] | None = None, norm: str = "speaker",
@@ -150,3 +184,36 @@ def apply_cmvn_data_dir(src, dst, norm: str = "speaker", norm_vars: bool = True)
         write_table(tmp / "feats.scp", {k: f"{final_ark}:{v.rpartition(':')[2]}" for k, v in index.items()})
         (tmp / "data" / "feats.scp").unlink()
     return len(rows)
+
+
+def load_normalized_vectors(data_dir, table: str, utts: Iterable[str] | None = None, norm: str = "speaker",
+                            norm_table: str | None = None, stats: np.ndarray | None = None,
+                            norm_vars: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(utt, normalized vector)`` (float32) of the vector table ``table`` of a data dir.
+
+    ``norm``: ``speaker`` (the speaker's stats from ``norm_table``, default ``<table stem>_cmvn.scp``,
+    as written by ``compute-cmvn --table``), ``global`` (the given ``stats``, e.g. ``vector_stats`` of
+    the training set's vectors) or ``none``. ``utts`` default: every utterance of the data dir.
+    """
+    from emotk.data.ark import read_matrix, read_vector_table
+    from emotk.data.datadir import validate_data_dir
+
+    if norm not in ("speaker", "global", "none"):
+        raise EmotkError(f"cmvn: norm of vectors must be speaker, global or none, got {norm!r}")
+    if norm == "global" and stats is None:
+        raise EmotkError("cmvn: norm global needs the stats (mean and variance of the training set)")
+    norm_table = norm_table or stats_table_name(table)
+    d = validate_data_dir(data_dir, require=[table] + ([norm_table] if norm == "speaker" else []))
+    spk_stats = d.table(norm_table) if norm == "speaker" else {}
+    cache: dict[str, np.ndarray] = {}
+    for utt, vec in read_vector_table(d.path / table, utts if utts is not None else d.utts):
+        if norm == "speaker":
+            spk = d.utt2spk.get(utt)
+            if spk not in spk_stats:
+                raise EmotkError(f"{d.path / norm_table}: no stats for speaker {spk!r} of utterance {utt!r}")
+            if spk not in cache:
+                cache[spk] = read_matrix(d.resolve(spk_stats[spk]))
+            vec = apply_cmvn(vec[None, :], cache[spk], norm_vars)[0]
+        elif norm == "global":
+            vec = apply_cmvn(vec[None, :], stats, norm_vars)[0]
+        yield utt, vec.astype(np.float32, copy=False)
