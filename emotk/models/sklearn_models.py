@@ -50,17 +50,11 @@ CALIBRATION_FOLDS = 5
 
 # Every type a saved pipeline of this module contains (skops schema ``module.class``); nothing else loads.
 TRUSTED_TYPES = (
-    "builtins.bool",
     "builtins.dict",
-    "builtins.float",
-    "builtins.int",
     "builtins.list",
     "builtins.str",
     "builtins.tuple",
-    "numpy.dtype",
     "numpy.float64",
-    "numpy.int32",
-    "numpy.int64",
     "numpy.ndarray",
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.calibration._CalibratedClassifier",
@@ -112,14 +106,13 @@ _SVC_SETTINGS = {"C": _number, "tol": _number, "cache_size": _number, "shrinking
 class SklearnModel:
     """A registered scikit-learn classifier: its settings, which of them a grid may tune, its estimator.
 
-    The model reads exactly one input of kind ``input_kind`` (whatever the config names it) and
+    The model reads exactly one input of kind ``vector`` (whatever the config names it) and
     predicts one ``class`` head.
     """
 
     framework = "sklearn"
-    inputs = None  # not fixed: the config's single input of kind ``input_kind``
-    input_kind = "vector"
-    head_kind = "class"
+    input_kinds = ("vector",)
+    head_kinds = ("class",)
     output_kind = "utterance"
     settings: dict = {}  # key -> checker; the keys model.params may set
     tunable: tuple = ()  # the keys train.grid may list
