@@ -83,9 +83,12 @@ def speaker_stats(data_dir, table: str = "feats.scp") -> Iterator[tuple[str, np.
 
     d = validate_data_dir(data_dir, require=[table])
     path = d.path / table
-    if is_vector_table(path):
-        for spk, utts in d.spk2utt.items():
-            yield spk, vector_stats(v for _, v in read_vector_table(path, utts))
+    if is_vector_table(path):  # one pass over the table, so every vector is checked against the first
+        stats: dict[str, np.ndarray] = {}
+        for utt, v in read_vector_table(path, [u for utts in d.spk2utt.values() for u in utts]):
+            spk, s = d.utt2spk[utt], vector_stats([v])
+            stats[spk] = stats[spk] + s if spk in stats else s
+        yield from stats.items()
         return
     scp = {u: d.resolve(v) for u, v in d.table(table).items()}
     for spk, utts in d.spk2utt.items():
