@@ -46,3 +46,32 @@ def make_synthetic_corpus_cmd(
     kwargs = {k: v for k, v in (("seed", seed), ("size", size), ("duration", duration)) if v is not None}
     out = make(out_dir, **kwargs)
     log(f"{out}: synthetic {corpus} corpus ready (an existing one with the same options is reused)")
+
+
+@app.command("prepare-iemocap")
+def prepare_iemocap_cmd(
+    corpus_dir: Path = typer.Argument(..., help="IEMOCAP_full_release (with Session1 ... Session5)."),
+    data_dir: Path = typer.Argument(..., help="Data dir to write (replaced)."),
+    labels: str = typer.Option(
+        "4class", "--labels",
+        help="4class (angry happy+excited neutral sad) | 6class (angry excited frustrated happy neutral sad) | "
+             "apv3 (utt2{valence,arousal,dominance}3: low <3, mid =3, high >3) | va5 (utt2valence5, "
+             "utt2arousal5: one evaluator's 1-5 levels) | all (every utterance, no derived label)."),
+    evaluator: Optional[str] = typer.Option(
+        None, "--evaluator", help="With --labels va5: whose ratings (default E2, as paper 003); utterances "
+                                  "that evaluator did not rate on both are dropped and counted."),
+    subset: str = typer.Option("complete", "--subset", help="complete | improvised | scripted dialogs."),
+):
+    """Write a data dir for IEMOCAP: wav.scp, utt2spk (speaker = session + gender of the turn), text,
+    utt2session, utt2type, consensus and averaged V/A/D, every evaluator's ratings, and the label set.
+
+    Counts per class, session and speaker are logged; on the complete real corpus they are checked
+    against the release's known totals (5531 utterances in 4class), a mismatch is a WARNING line.
+
+    Example: emotk prepare-iemocap /corpora/IEMOCAP_full_release data/iemocap/4class --labels 4class
+    """
+    from emotk.corpora.iemocap import prepare_iemocap, summary
+
+    report = prepare_iemocap(corpus_dir, data_dir, labels=labels, evaluator=evaluator, subset=subset)
+    for line in summary(report):
+        log(f"{data_dir}: {line}")
