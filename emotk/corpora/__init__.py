@@ -11,6 +11,7 @@ from emotk.errors import EmotkError
 # corpus name -> module with make_synthetic()
 SYNTHETIC = {
     "emodb": "emotk.corpora.emodb",
+    "iemocap": "emotk.corpora.iemocap",
     "recola": "emotk.corpora.recola",
 }
 
