@@ -4,6 +4,7 @@ the import order below is the order of ``emotk --help`` (the order of a recipe).
 from emotk.cli.app import app, main  # noqa: F401
 from emotk.cli import data  # noqa: F401  (registers commands)
 from emotk.cli import corpora  # noqa: F401
+from emotk.cli import augment  # noqa: F401
 from emotk.cli import features  # noqa: F401
 from emotk.cli import train  # noqa: F401
 from emotk.cli import evaluate  # noqa: F401

@@ -12,6 +12,7 @@ from emotk.errors import EmotkError
 SYNTHETIC = {
     "emodb": "emotk.corpora.emodb",
     "iemocap": "emotk.corpora.iemocap",
+    "musan": "emotk.corpora.musan",
     "recola": "emotk.corpora.recola",
 }
 

@@ -26,6 +26,7 @@ UTT_TABLES = (
     "segments",
     "labels.scp",
     "text",
+    "utt2aug",  # noise augmentation record (emotk.augment.offline)
 )
 # Utterance-level continuous dimensions: utt2arousal, utt2valence, utt2dominance ...
 DIM_PREFIX = "utt2"
@@ -254,6 +255,9 @@ def validate_data_dir(path: str | Path, require: Iterable[str] = (), check_files
     d = DataDir(path)
     if not d.path.is_dir():
         raise EmotkError(f"{d.path}: not a directory")
+    if d.has("kind") and d.scalar("kind") == "noise":
+        raise EmotkError(f"{d.path}: a noise data dir (kind: noise), not an utterance data dir; "
+                         "check it with 'emotk validate-noise-dir'")
     d.require("utt2spk")
     for name in require:
         d.require(name, hint=_HINTS.get(name, ""))

@@ -17,6 +17,7 @@ rewritten archive. Utterances are split into N contiguous shares in sorted order
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -84,7 +85,12 @@ def load_utterance(d: DataDir, utt: str, sample_rate: int) -> np.ndarray:
                 wav = f.read(last - first, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:  # LibsndfileError is a RuntimeError in newer soundfile
         raise EmotkError(f"{path}: cannot read audio of utterance {utt!r}: {e}") from None
-    return prepare_audio(wav, sr, {"sample_rate": sample_rate}, f"{path} (utterance {utt!r})")
+    wav = prepare_audio(wav, sr, {"sample_rate": sample_rate}, f"{path} (utterance {utt!r})")
+    if d.has("utt2aug"):  # an augmented data dir: mix the recorded noise in (emotk.augment.offline)
+        from emotk.augment.offline import mix_utterance
+
+        wav = mix_utterance(d, utt, wav, sample_rate)
+    return wav
 
 
 def job_utts(utts: list[str], nj: int, job: int) -> list[str]:
@@ -133,6 +139,9 @@ class Extraction:
         self.comp = computer_for(config)
         self.config = self.comp.config
         self.yaml = config_yaml(self.config)
+        if self.d.has("utt2aug"):  # other noise draws make other features: finished jobs are checked against them too
+            digest = hashlib.sha256((self.d.path / "utt2aug").read_bytes()).hexdigest()
+            self.yaml += f"# utt2aug sha256 {digest}\n"
         if nj < 1:
             raise EmotkError(f"--nj must be >= 1, got {nj}")
         if nj > len(self.d.utts):
