@@ -13,7 +13,7 @@ import yaml
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emotk.data.ark import write_ark_scp
-from emotk.data.datadir import spk2utt_from, write_table
+from emotk.data.datadir import read_table, spk2utt_from, write_table
 from emotk.evaluation.score import score
 
 EMOTK = str(Path(sys.executable).parent / "emotk")
@@ -95,38 +95,42 @@ def test_score_categorical_end_to_end(scored):
     r = emotk("score", "--metric", "ua,wa,f1", "--ref", ref, "--hyp", hyp)
     assert r.returncode == 0, r.stderr
     s = json.loads((exp / "scores/test.json").read_text())
+    assert list(s["heads"]) == ["emotion"]  # a plain class file is the head named after utt2emo
+    h = s["heads"]["emotion"]
+    assert h["kind"] == "class" and h["labels"] == "utt2emo"
     utts = sorted(TEST_REF)
     t, p = [TEST_REF[u] for u in utts], [TEST_HYP[u] for u in utts]
-    assert s["metrics"]["ua"] == pytest.approx(balanced_accuracy_score(t, p))
-    assert s["metrics"]["wa"] == pytest.approx(accuracy_score(t, p))
-    assert s["metrics"]["f1"] == pytest.approx(f1_score(t, p, average="macro"))
-    assert s["per_class"]["ang"] == {"n": 3, "recall": pytest.approx(2 / 3), "precision": 1.0, "f1": pytest.approx(0.8)}
-    assert s["counts"] == {"utterances": 10, "speakers": 2, "per_class": {"ang": 3, "hap": 1, "neu": 3, "sad": 3}}
-    assert s["confusion"]["labels"] == CLASSES
-    assert s["confusion"]["matrix"] == [[2, 0, 1, 0], [0, 0, 1, 0], [0, 1, 2, 0], [0, 0, 1, 2]]
-    assert s["per_speaker"]["s2"]["confusion"] == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
-    assert s["baselines"]["chance"]["ua"] == pytest.approx(0.25)
+    assert h["metrics"]["ua"] == pytest.approx(balanced_accuracy_score(t, p))
+    assert h["metrics"]["wa"] == pytest.approx(accuracy_score(t, p))
+    assert h["metrics"]["f1"] == pytest.approx(f1_score(t, p, average="macro"))
+    assert h["per_class"]["ang"] == {"n": 3, "recall": pytest.approx(2 / 3), "precision": 1.0, "f1": pytest.approx(0.8)}
+    assert h["counts"] == {"utterances": 10, "speakers": 2, "per_class": {"ang": 3, "hap": 1, "neu": 3, "sad": 3}}
+    assert h["confusion"]["labels"] == CLASSES
+    assert h["confusion"]["matrix"] == [[2, 0, 1, 0], [0, 0, 1, 0], [0, 1, 2, 0], [0, 0, 1, 2]]
+    assert h["per_speaker"]["s2"]["confusion"] == [[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
+    assert h["baselines"]["chance"]["ua"] == pytest.approx(0.25)
     # the training set's majority class (hap) is rare in test: WA of the majority predictor is 1/10
-    assert s["baselines"]["majority"]["class"] == "hap" and s["baselines"]["majority"]["source"] == "train"
-    assert s["baselines"]["majority"]["wa"] == pytest.approx(0.1) and s["baselines"]["majority"]["ua"] == pytest.approx(0.25)
+    assert h["baselines"]["majority"]["class"] == "hap" and h["baselines"]["majority"]["source"] == "train dir"
+    assert h["baselines"]["majority"]["wa"] == pytest.approx(0.1) and h["baselines"]["majority"]["ua"] == pytest.approx(0.25)
     assert s["fold"]["protocol"] == "loso" and s["fold"]["name"] == "loso-s1s2" and s["fold"]["test_speakers"] == ["s1", "s2"]
     assert s["model"] == {"tag": "cnn", "name": "cnn_lstm"} and s["seed"] == 3
     assert s["ref"] == str(ref.resolve()) and s["hyp"] == str(hyp.resolve())
-    table = (exp / "scores/test.confusion.txt").read_text().splitlines()
+    table = (exp / "scores/test.emotion.confusion.txt").read_text().splitlines()
     assert table[2].split()[:3] == ["ang", "2", "(66.7%)"]
-    png = exp / "plots/confusion_test.png"
+    png = exp / "plots/confusion_test_emotion.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in exp.rglob(".*") if p.is_file()]  # no temporary files left
 
 
-def test_majority_from_reference_without_train(tmp_path):
+def test_no_majority_baseline_without_training_labels(tmp_path):
     ref = make_data_dir(tmp_path / "test", TEST_REF)
     hyp = write_predictions(tmp_path / "exp/predictions/test.txt", TEST_HYP)
     s, out = score(ref, hyp)
     assert out == (tmp_path / "exp/scores/test.json").resolve()
-    assert s["baselines"]["majority"]["source"] == "reference"
-    assert s["baselines"]["majority"]["class"] == "ang"  # tie ang/neu/sad: first in sorted order
-    assert s["fold"] is None and set(s["metrics"]) == {"ua", "wa", "f1"}
+    h = s["heads"]["emotion"]
+    assert h["baselines"]["majority"] is None  # never taken from the test set itself
+    assert s["fold"] is None and set(h["metrics"]) == {"ua", "wa", "f1"}
+    assert s["disjointness"] == {"checked": False, "reason": f"no provenance record in {(tmp_path / 'exp').resolve()}"}
 
 
 def test_score_bad_inputs(scored, tmp_path):
@@ -190,8 +194,8 @@ def test_score_continuous(tmp_path):
     ref, hyp, ref_mats, hyp_mats = make_continuous(tmp_path, frames_off=2)
     r = emotk("score", "--metric", "ccc,rmse", "--ref", ref, "--hyp", hyp)
     assert r.returncode == 0, r.stderr
-    s = json.loads((tmp_path / "exp/recola/ldnn/seed1/scores/test.json").read_text())
-    assert s["dims"] == ["valence", "arousal"] and set(s["metrics"]["arousal"]) == {"ccc", "rmse"}
+    s = json.loads((tmp_path / "exp/recola/ldnn/seed1/scores/test.json").read_text())["heads"]["labels"]
+    assert s["kind"] == "frame_regression" and s["dims"] == ["valence", "arousal"] and set(s["metrics"]["arousal"]) == {"ccc", "rmse"}
     assert s["counts"] == {"recordings": 2, "speakers": 2, "frames": 400, "truncated": {"s2_rec": 2}}
     cat_ref = np.concatenate([ref_mats[u][:, 0] for u in sorted(ref_mats)])
     cat_hyp = np.concatenate([hyp_mats[u][:200, 1] for u in sorted(hyp_mats)])
@@ -277,41 +281,174 @@ def test_report(tmp_path):
     cnn = _row(text, "## Protocol `loso`", "cnn").split(" | ")
     m, s = np.mean(uas["cnn"]), np.std(uas["cnn"], ddof=1)
     assert s > 0.01
-    assert cnn[1:5] == ["cnn_model", "2", "2", "4"]
-    assert cnn[5] == f"{100 * m:.1f} ± {100 * s:.1f}"
-    assert cnn[6] == f"{100 * np.mean(was['cnn']):.1f} ± {100 * np.std(was['cnn'], ddof=1):.1f}"
-    point, lo, hi = map(float, re.match(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", cnn[8]).groups())
-    assert lo <= point <= hi and hi - lo > 1
-    assert cnn[9] == "25.0"  # chance UA, 4 classes in every test set
-    assert cnn[10].rstrip(" |").split(" / ")[0] == "25.0"  # majority UA (train majority 'neu' is in test)
+    assert cnn[1:6] == ["emotion", "cnn_model", "2", "2", "4"]
+    assert cnn[6] == f"{100 * m:.1f} ± {100 * s:.1f}"
+    assert cnn[7] == f"{100 * np.mean(was['cnn']):.1f} ± {100 * np.std(was['cnn'], ddof=1):.1f}"
+    assert re.match(r"[\d.]+ \[[\d.]+, [\d.]+\] \(2 spk\)", cnn[9])
+    assert cnn[10] == "25.0"  # chance UA: 4 classes in the model's header
+    assert cnn[11].rstrip(" |").split(" / ")[0] == "25.0"  # majority UA (train majority 'neu' is in test)
     svm = _row(text, "## Protocol `loso`", "svm").split(" | ")
-    assert svm[2:5] == ["1", "1", "1"] and svm[5] == f"{100 * uas['svm'][0]:.1f}"
+    assert svm[3:6] == ["1", "1", "1"] and svm[6] == f"{100 * uas['svm'][0]:.1f}"
     assert "Test speakers per fold: `loso-s1`: s1; `loso-s2`: s2" in text
     assert "## Protocol `loso`: speaker-independent" in text
     assert "## Protocol `random`: **speaker-dependent: same speakers in train and test**" in text
     assert "`sd-random-1`: s1 s2 s3" in text
-    assert "Majority class taken from the training set of each fold" in text
+    assert "Majority class taken from: train dir in 5 of 5 runs" in text
+    # no record: the report says so instead of asserting a selection set or normalization
+    assert "model selection set and normalization: not recorded (no provenance record in 5 of 5 runs)" in text
+    assert "used the valid sets, never test" not in text
+    # svm was tested on one fold only: no paired comparison with cnn on different utterances
+    assert "Paired comparison of `emotion`: not possible" in text
+
+
+def test_chance_is_uniform_over_the_models_classes(tmp_path):
+    ref = make_data_dir(tmp_path / "test", TEST_REF)  # 4 classes present in test
+    classes = CLASSES + ["bor"]  # the model knows 5
+    hyp = write_predictions(tmp_path / "exp/predictions/test.txt", TEST_HYP, classes)
+    s, _ = score(ref, hyp)
+    assert s["heads"]["emotion"]["baselines"]["chance"]["ua"] == pytest.approx(1 / 5)
+
+
+# Provenance: disjointness and statements from records ------------------------------------------
+
+def provenance(exp: Path, train: dict, valid: dict, *, speaker_independent=True, norm="speaker", classes=None):
+    """A run's provenance written by the trainer's own writer (emotk.training.provenance)."""
+    from emotk.training.provenance import write_record
+
+    to_spk = lambda utts: {u: u.split("_")[0] for u in sorted(utts)}  # noqa: E731
+    record = {"protocol": {"name": "loso", "speaker_independent": speaker_independent, "fold": "f"},
+              "selection": {"set": "valid", "speakers": sorted(set(to_spk(valid).values())), "utterances": len(valid)},
+              "normalization": {"feats": norm}, "seed": 1,
+              "train": {"labels": {"emotion": {"table": "utt2emo", "classes": classes or {}}}}}
+    write_record(exp, record, to_spk(train), to_spk(valid))
+
+
+def test_scoring_refuses_test_utterances_the_model_was_trained_on(scored, tmp_path):
+    ref, hyp, exp = scored
+    provenance(exp, {**TRAIN, "s1_c": "neu"}, {"s4_a": "neu"})  # a test utterance planted in training
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", hyp), "'s1_c'", "train set", "refusing")
+    assert not (exp / "scores/test.json").exists()
+    provenance(exp, TRAIN, {"s2_zz": "neu"})  # a test speaker as valid speaker, protocol speaker-independent
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", hyp), "speaker 's2'", "valid set", "speaker-independent")
+    provenance(exp, TRAIN, {"s2_c": "neu"})  # scoring the selection set itself: only when asked, and recorded
+    assert_one_line_error(emotk("score", "--ref", ref, "--hyp", hyp), "'s2_c'", "valid set")
+    r = emotk("score", "--selection-set", "--ref", ref, "--hyp", hyp)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((exp / "scores/test.json").read_text())
+    assert s["disjointness"]["scored_on_selection_set"] == 1 and s["disjointness"]["utterances_disjoint"] is False
+    provenance(exp, TRAIN, {"s4_a": "neu"}, classes={"neu": 5, "ang": 2})
+    s, _ = score(ref, hyp)
+    d = s["disjointness"]
+    assert d["checked"] and d["utterances_disjoint"] and d["speakers_checked"] and d["shared_speakers"] == 0
+    assert d["train_utterances"] == len(TRAIN) and d["valid_utterances"] == 1
+    # majority from the model's recorded training labels, before any train dir
+    assert s["heads"]["emotion"]["baselines"]["majority"]["class"] == "neu"
+    assert s["heads"]["emotion"]["baselines"]["majority"]["source"] == "provenance record (train)"
+
+
+def test_speaker_dependent_run_may_share_speakers(tmp_path):
+    fold = make_fold(tmp_path / "data/folds/random", "sd-random-1", "random", TEST_REF, TRAIN, speaker_independent=False)
+    exp = tmp_path / "exp/cnn/seed1"
+    hyp = write_predictions(exp / "predictions/test.txt", TEST_HYP)
+    provenance(exp, {**TRAIN, "s1_zz": "ang"}, {"s4_a": "neu"}, speaker_independent=False)
+    s, _ = score(fold / "test", hyp)
+    assert s["disjointness"]["speakers_checked"] is False and s["disjointness"]["shared_speakers"] == 1
+
+
+def test_report_statements_follow_the_records(scored, tmp_path):
+    ref, hyp, exp = scored
+    out = tmp_path / "R.md"
+    provenance(exp, TRAIN, {"s4_a": "neu"}, norm="speaker")
+    score(ref, hyp)
+    assert emotk("report", exp, "--out", out).returncode == 0
+    text = out.read_text()
+    assert "Normalization: input `feats`: per-speaker statistics over all of the speaker's utterances" in text
+    assert "Model selection (early stopping, checkpoint choice) used the valid set of 1 speaker(s) in 1 of 1 runs" in text
+    assert "no test utterance among the model's train or valid utterances in 1 of 1 runs" in text
+    assert "no test speaker among its train or valid speakers in 1 of 1 runs" in text
+    provenance(exp, TRAIN, {"s4_a": "neu", "s3_a": "hap"}, norm="global")  # the record changes ...
+    score(ref, hyp)
+    assert emotk("report", exp, "--out", out).returncode == 0
+    text = out.read_text()  # ... and so do the sentences
+    assert "Normalization: input `feats`: mean and standard deviation of the training set only" in text
+    assert "per-speaker statistics" not in text
+    assert "used the valid set of 2 speaker(s) in 1 of 1 runs" in text
+
+
+# Several heads --------------------------------------------------------------------------------
+
+def test_heads_yaml_scores_every_head(tmp_path):
+    rng = np.random.default_rng(3)
+    ref = make_data_dir(tmp_path / "test", TEST_REF)
+    arousal = {u: float(rng.normal()) for u in sorted(TEST_REF)}
+    write_table(ref / "utt2arousal", arousal)
+    pred = tmp_path / "exp/predictions/test"
+    write_predictions(pred / "emotion.txt", TEST_HYP)
+    guess = {u: 0.5 * v + float(rng.normal(scale=0.5)) for u, v in arousal.items()}
+    (pred / "arousal.txt").write_text("# utt arousal\n" + "".join(f"{u} {v:.6f}\n" for u, v in guess.items()))
+    (pred / "heads.yaml").write_text(yaml.safe_dump({
+        "emotion": {"kind": "class", "labels": "utt2emo", "file": "emotion.txt"},
+        "arousal": {"kind": "regression", "labels": "utt2arousal", "file": "arousal.txt"}}))
+    r = emotk("score", "--ref", ref, "--hyp", pred)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "exp/scores/test.json").read_text())
+    assert {n: h["kind"] for n, h in s["heads"].items()} == {"emotion": "class", "arousal": "regression"}
+    utts = sorted(TEST_REF)
+    written = read_table(ref / "utt2arousal", parse=float)  # as stored (rounded) in the data dir
+    y = np.array([written[u] for u in utts])
+    p = np.array([float(f"{guess[u]:.6f}") for u in utts])
+    a = s["heads"]["arousal"]["metrics"]
+    assert a["ccc"] == pytest.approx(audmetric.concordance_cc(y, p), abs=1e-9)
+    assert a["pcc"] == pytest.approx(audmetric.pearson_cc(y, p), abs=1e-9)
+    assert a["rmse"] == pytest.approx(np.sqrt(audmetric.mean_squared_error(y, p)), abs=1e-9)
+    assert s["heads"]["emotion"]["metrics"]["ua"] == pytest.approx(
+        balanced_accuracy_score([TEST_REF[u] for u in utts], [TEST_HYP[u] for u in utts]))
+    out = tmp_path / "R.md"
+    assert emotk("report", tmp_path / "exp", "--out", out).returncode == 0
+    text = out.read_text()
+    assert "### Class heads" in text and "### Regression heads (utterance level)" in text
+    assert re.search(r"^\| exp \| arousal \| - \| 1 \| 1 \| 1 \| " + f"{a['ccc']:.3f}", text, re.M)
+    assert re.search(r"^\| exp \| emotion \|", text, re.M)
 
 
 def test_report_continuous_with_ensemble(tmp_path):
-    ref, hyp, ref_mats, hyp_mats = make_continuous(tmp_path)
-    s1, _ = score(ref, hyp, "ccc,rmse")
+    """Three runs with independent errors, averaged by ensemble_predictions: the ensemble beats every run."""
+    from emotk.analysis.continuous import read_frame_labels
+    from emotk.evaluation.ensemble import ensemble_predictions
+
+    ref, _, ref_mats, _ = make_continuous(tmp_path)
+    rng = np.random.default_rng(11)
+    runs = []
+    for seed in (1, 2, 3):
+        run = tmp_path / f"exp/recola/ldnn/seed{seed}/predictions/test"
+        mats = {u: m + rng.normal(scale=0.3, size=m.shape) for u, m in ref_mats.items()}
+        run.mkdir(parents=True, exist_ok=True)  # seed1 replaces make_continuous's run
+        write_ark_scp(run / "labels.ark", run / "labels.scp", mats.items())
+        (run / "label_names").write_text("arousal valence\n")
+        (run / "label_frame_shift").write_text("0.04\n")
+        runs.append(run)
+    singles = [score(ref, run, "ccc,rmse")[0]["heads"]["labels"]["metrics"] for run in runs]
     ens = tmp_path / "exp/recola/ldnn/ensemble/predictions/test"
-    ens.mkdir(parents=True)
-    write_ark_scp(ens / "labels.ark", ens / "labels.scp",
-                  ((u, 0.5 * (m + ref_mats[u][:, ::-1])) for u, m in hyp_mats.items()))
-    (ens / "label_names").write_text("valence arousal\n")
-    (ens / "label_frame_shift").write_text("0.04\n")
-    s2, _ = score(ref, ens, "ccc,rmse", tag="ldnn", ensemble=True)
-    assert s2["metrics"]["arousal"]["ccc"] > s1["metrics"]["arousal"]["ccc"]
+    ensemble_predictions(runs, ens)
+    _, _, averaged = read_frame_labels(ens)
+    mean = {u: np.mean([read_frame_labels(r)[2][u] for r in runs], axis=0) for u in ref_mats}
+    for u in ref_mats:
+        np.testing.assert_allclose(averaged[u], mean[u], atol=1e-6)
+    s2 = score(ref, ens, "ccc,rmse", tag="ldnn", ensemble=True)[0]["heads"]["labels"]["metrics"]
+    for dim in ("arousal", "valence"):
+        assert s2[dim]["ccc"] > max(m[dim]["ccc"] for m in singles)
+        assert s2[dim]["rmse"] < min(m[dim]["rmse"] for m in singles)
     out = tmp_path / "RESULTS.md"
     r = emotk("report", tmp_path / "exp", "--out", out)
     assert r.returncode == 0, r.stderr
     text = out.read_text()
-    assert "| valence CCC | valence RMSE | arousal CCC | arousal RMSE |" in text
-    assert f"| ldnn | - | 1 | 1 | 1 | {s1['metrics']['valence']['ccc']:.3f} |" in text
-    assert f"| ldnn (ensemble) | - | 1 | 1 | 1 | {s2['metrics']['valence']['ccc']:.3f} |" in text
+    assert "| arousal CCC | arousal RMSE | valence CCC | valence RMSE |" in text
+    vals = [m["arousal"]["ccc"] for m in singles]
+    assert f"| ldnn | labels | - | 1 | 3 | 3 | {np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f} |" in text
+    assert f"| ldnn (ensemble) | labels | - | 1 | 1 | 1 | {s2['arousal']['ccc']:.3f} |" in text
     assert "speaker independence not recorded" in text
+    # the report compares the systems paired on the same recordings: the ensemble is the best
+    assert "| ldnn (ensemble) (best) |" in text
 
 
 def test_report_without_scores_fails(tmp_path):

@@ -1,13 +1,19 @@
 """``emotk report``: RESULTS.md tables from the ``scores/test.json`` files of many runs.
 
-Rows group runs by (protocol, model tag[, ensemble]) using the metadata each scores file
-carries, so the exp tree's depth and naming do not matter.  Only test scores are read.
+One row per (system, head): a system is a model tag (an ensemble of a tag is its own system),
+and runs are grouped using the metadata each scores file carries, so the exp tree's depth and
+naming do not matter.  Only test scores are read.
+
+Every sentence about protocol, selection set, normalization and disjointness is derived from
+the runs' records (the fold metadata, the provenance summary and the disjointness check that
+``emotk score`` copied into each scores file); where a record is missing the report says
+"not recorded" instead of asserting.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,18 +22,29 @@ import numpy as np
 
 from emotk.errors import EmotkError
 from emotk.evaluation.bootstrap import N_DRAWS, speaker_bootstrap_ua
-from emotk.evaluation.score import read_config, run_meta
+from emotk.evaluation.score import KINDS, read_config, run_meta
 from emotk.fileio import write_text
 from emotk.metrics.classification import ua_from_confusion
 
 PERCENT_METRICS = ("ua", "wa", "f1")
 METRIC_LABELS = {"ua": "UA", "wa": "WA", "f1": "macro-F1", "ccc": "CCC", "rmse": "RMSE", "pcc": "PCC"}
+KIND_TITLES = {"class": "Class heads", "regression": "Regression heads (utterance level)",
+               "frame_regression": "Frame-level regression heads"}
+NORM_TEXT = {
+    "speaker": "per-speaker statistics over all of the speaker's utterances in the data dir (transductive: "
+               "a test speaker is normalized with its own test utterances' features, no labels)",
+    "utterance": "each utterance's own mean and standard deviation",
+    "global": "mean and standard deviation of the training set only, stored with the model",
+    "none": "no normalization",
+}
 
 
 @dataclass
 class Run:
+    """One head of one scored run."""
     path: Path
     data: dict
+    head: str
     protocol: str
     speaker_independent: bool | None
     tag: str
@@ -37,6 +54,14 @@ class Run:
     ensemble: bool
     kind: str
     metrics: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> dict:
+        return self.data["heads"][self.head]
+
+    @property
+    def system(self) -> str:
+        return f"{self.tag} (ensemble)" if self.ensemble else self.tag
 
 
 def find_scores(exp_dirs: Sequence[Path], set_name: str = "test") -> list[Path]:
@@ -61,13 +86,22 @@ def _flatten(metrics: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...
     return out
 
 
-def load_run(path: Path) -> Run:
+def read_scores(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EmotkError(f"{path}: scores file not found (run 'emotk score' first)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EmotkError(f"{path}: not a valid scores JSON ({e})") from None
-    if not isinstance(data, dict) or "metrics" not in data or data.get("kind") not in ("categorical", "continuous"):
-        raise EmotkError(f"{path}: not an emotk scores file (needs 'kind' and 'metrics')")
+    heads = data.get("heads") if isinstance(data, dict) else None
+    if not isinstance(heads, dict) or not heads or any(h.get("kind") not in KINDS for h in heads.values()):
+        raise EmotkError(f"{path}: not an emotk scores file (needs 'heads' with a kind each; re-run 'emotk score')")
+    return data
+
+
+def load_runs(path: Path) -> list[Run]:
+    """One :class:`Run` per head of a scores file."""
+    data = read_scores(path)
     fold = data.get("fold") or {}
     model = data.get("model") or {}
     exp_dir = path.parent.parent
@@ -76,10 +110,11 @@ def load_run(path: Path) -> Run:
     if name is None:
         cfg_model = read_config(exp_dir).get("model")
         name = cfg_model.get("name") if isinstance(cfg_model, dict) else None
-    return Run(path=path, data=data, protocol=fold.get("protocol") or "unspecified",
-               speaker_independent=fold.get("speaker_independent"), tag=str(tag), model_name=name,
-               fold=fold.get("name") or "(no fold.yaml)", seed=data.get("seed"), ensemble=bool(data.get("ensemble")),
-               kind=data["kind"], metrics=_flatten(data["metrics"]))
+    return [Run(path=path, data=data, head=head, protocol=fold.get("protocol") or "unspecified",
+                speaker_independent=fold.get("speaker_independent"), tag=str(tag), model_name=name,
+                fold=fold.get("name") or "(no fold.yaml)", seed=data.get("seed"), ensemble=bool(data.get("ensemble")),
+                kind=h["kind"], metrics=_flatten(h["metrics"]))
+            for head, h in data["heads"].items()]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -99,54 +134,43 @@ def _label(key: tuple[str, ...]) -> str:
     return " ".join(key[:-1] + (METRIC_LABELS.get(key[-1], key[-1]),))
 
 
-def pooled_speaker_confusions(runs: Sequence[Run]) -> tuple[list[str], dict[str, np.ndarray]] | None:
-    """Sum each speaker's confusion matrix over all runs (labels aligned by name); None when a
-    run has no per-speaker confusions."""
-    labels = sorted({lab for r in runs for lab in r.data.get("confusion", {}).get("labels", [])})
+def pooled_speaker_confusions(runs: Sequence[Run]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Sum each speaker's confusion matrix over all runs (labels aligned by name)."""
+    labels = sorted({lab for r in runs for lab in r.scores["confusion"]["labels"]})
     index = {lab: i for i, lab in enumerate(labels)}
     pooled: dict[str, np.ndarray] = {}
     for r in runs:
-        per_speaker = r.data.get("per_speaker")
-        if not per_speaker:
-            return None
-        idx = [index[lab] for lab in r.data["confusion"]["labels"]]
-        for spk, s in per_speaker.items():
+        idx = [index[lab] for lab in r.scores["confusion"]["labels"]]
+        for spk, s in r.scores["per_speaker"].items():
             c = pooled.setdefault(spk, np.zeros((len(labels), len(labels)), dtype=np.int64))
             c[np.ix_(idx, idx)] += np.asarray(s["confusion"], dtype=np.int64)
     return labels, pooled
 
 
 def _baseline(runs: Sequence[Run], name: str, metric: str) -> str:
-    """Mean over runs, in %; "-" when a scores file has no such baseline."""
-    values = [r.data.get("baselines", {}).get(name, {}).get(metric) for r in runs]
+    """Mean over runs, in %; "-" when a run has no such baseline."""
+    values = [(r.scores["baselines"].get(name) or {}).get(metric) for r in runs]
     return "-" if None in values else f"{100 * np.mean(values):.1f}"
 
 
-def _row_label(tag: str, ensemble: bool) -> str:
-    return f"{tag} (ensemble)" if ensemble else tag
-
-
-def _table(runs_by_row: dict[tuple[str, bool], list[Run]], kind: str, n_draws: int, seed: int) -> list[str]:
-    keys = list(dict.fromkeys(k for runs in runs_by_row.values() for r in runs for k in r.metrics))
-    head = ["model", "config model", "folds", "seeds", "runs", *map(_label, keys)]
-    if kind == "categorical":
+def _table(rows: dict[tuple[str, str], list[Run]], kind: str, n_draws: int, seed: int) -> list[str]:
+    keys = list(dict.fromkeys(k for runs in rows.values() for r in runs for k in r.metrics))
+    head = ["system", "head", "config model", "folds", "seeds", "runs", *map(_label, keys)]
+    if kind == "class":
         head += ["pooled UA [95% CI, speaker bootstrap]", "chance UA", "majority UA / WA"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (tag, ensemble), runs in sorted(runs_by_row.items()):
+    for (system, head_name), runs in sorted(rows.items()):
         names = sorted({r.model_name for r in runs if r.model_name})
-        cells = [_row_label(tag, ensemble), ", ".join(names) or "-", str(len({r.fold for r in runs})),
+        cells = [system, head_name, ", ".join(names) or "-", str(len({r.fold for r in runs})),
                  str(len({str(r.seed) for r in runs})), str(len(runs))]
         for k in keys:
             values = [r.metrics[k] for r in runs if k in r.metrics]
             cells.append(_fmt(k, values, len(runs)) if values else "-")
-        if kind == "categorical":
-            pooled = pooled_speaker_confusions(runs)
-            if pooled is None:
-                cells.append("n/a (no per-speaker confusions)")
-            elif len(pooled[1]) < 2:
+        if kind == "class":
+            _, per_spk = pooled_speaker_confusions(runs)
+            if len(per_spk) < 2:
                 cells.append("n/a (1 speaker)")
             else:
-                _, per_spk = pooled
                 point = ua_from_confusion(sum(per_spk.values()))
                 lo, hi = speaker_bootstrap_ua(per_spk, n_draws=n_draws, seed=seed)
                 cells.append(f"{100 * point:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] ({len(per_spk)} spk)")
@@ -156,13 +180,81 @@ def _table(runs_by_row: dict[tuple[str, bool], list[Run]], kind: str, n_draws: i
     return lines
 
 
+# Statements derived from the records -------------------------------------------------------------
+
 def _protocol_heading(protocol: str, runs: Sequence[Run]) -> str:
     flags = {r.speaker_independent for r in runs}
     if False in flags:
         return f"## Protocol `{protocol}`: **speaker-dependent: same speakers in train and test**"
     if flags == {True}:
-        return f"## Protocol `{protocol}`: speaker-independent (no test speaker in train or valid)"
+        return f"## Protocol `{protocol}`: speaker-independent (fold.yaml of every test set)"
     return f"## Protocol `{protocol}`: speaker independence not recorded (no fold.yaml beside the reference data dir)"
+
+
+def _count_text(counter: Counter, n: int, describe=str) -> str:
+    """``"<a> in 3 runs, <b> in 1 run"``."""
+    return ", ".join(f"{describe(k)} in {v} of {n} runs" for k, v in sorted(counter.items(), key=lambda kv: str(kv[0])))
+
+
+def statements(runs: Sequence[Run]) -> list[str]:
+    """Bullets on protocol, selection, normalization and disjointness, one scored run counted once."""
+    data = list({str(r.path): r.data for r in runs}.values())
+    n = len(data)
+    out = []
+    folds = [d.get("fold") or {} for d in data]
+    text_ind = Counter({True: "text-independent", False: "not text-independent"}.get(
+        f.get("text_independent"), "text independence not recorded") for f in folds if f)
+    fold_missing = sum(1 for f in folds if not f)
+    checks = Counter(f"`{name}` {c.get('result', '?')}" for f in folds for name, c in (f.get("checks") or {}).items())
+    line = "- Split (fold.yaml beside each test set): " + (_count_text(text_ind, n) if text_ind else "not recorded")
+    if checks:
+        line += "; disjointness checked when splitting: " + _count_text(checks, n)
+    if fold_missing and text_ind:
+        line += f"; no fold.yaml for {fold_missing} of {n} runs"
+    out.append(line + ".")
+
+    recorded = [d["provenance"] for d in data if d.get("provenance") is not None]
+    missing = n - len(recorded)
+    if not recorded:
+        out.append(f"- Protocol the models were trained under, model selection set and normalization: not recorded "
+                   f"(no provenance record in {n} of {n} runs).")
+    else:
+        proto = Counter(("speaker-independent" if (p.get("protocol") or {}).get("speaker_independent") else
+                         "speaker-dependent" if p.get("protocol") else "no protocol (trained outside a fold)")
+                        for p in recorded)
+        sel = Counter(f"the {(p.get('selection') or {}).get('set', '?')} set of "
+                      f"{len((p.get('selection') or {}).get('speakers') or [])} speaker(s)" for p in recorded)
+        norm = Counter(f"input `{name}`: {NORM_TEXT.get(scope, scope)}" for p in recorded
+                       for name, scope in sorted((p.get("normalization") or {}).items()))
+        tail = f"; not recorded for {missing} of {n} runs (no provenance record)" if missing else ""
+        out.append("- Protocol the models were trained under (provenance records): " + _count_text(proto, n) + tail + ".")
+        out.append("- Model selection (early stopping, checkpoint choice) used " + _count_text(sel, n) + tail + ".")
+        out.append("- Normalization: " + (_count_text(norm, n) if norm else "not recorded") + tail + ".")
+
+    dis = [d.get("disjointness") or {"checked": False} for d in data]
+    checked = [x for x in dis if x.get("checked")]
+    if not checked:
+        out.append(f"- Disjointness of the test utterances from each model's train and valid utterances: not recorded "
+                   f"(not checked when scoring: no provenance record in {n} of {n} runs).")
+        return out
+    on_valid = sum(1 for x in checked if x.get("scored_on_selection_set"))
+    spk = sum(1 for x in checked if x.get("speakers_checked"))
+    line = (f"- Disjointness, checked when scoring against each model's provenance record: no test utterance among "
+            f"the model's train or valid utterances in {len(checked) - on_valid} of {n} runs; no test speaker among "
+            f"its train or valid speakers in {spk} of {n} runs (checked under speaker-independent protocols)")
+    if len(checked) < n:
+        line += f"; not recorded for {n - len(checked)} of {n} runs"
+    out.append(line + ".")
+    if on_valid:
+        out.append(f"- **{on_valid} of {n} runs were scored on the valid set that chose their checkpoint** "
+                   "(`emotk score --selection-set`): those figures are not held-out results.")
+    return out
+
+
+def _majority_sources(runs: Sequence[Run]) -> str:
+    sources = Counter((r.scores["baselines"].get("majority") or {}).get("source", "not available (no training labels found)")
+                      for r in runs if r.kind == "class")
+    return _count_text(sources, sum(sources.values()))
 
 
 def _test_speakers(runs: Sequence[Run]) -> str:
@@ -173,60 +265,58 @@ def _test_speakers(runs: Sequence[Run]) -> str:
     return "Test speakers per fold: " + "; ".join(f"`{f}`: {' '.join(map(str, s)) or '?'}" for f, s in folds.items())
 
 
-def _majority_sources(runs: Sequence[Run]) -> str:
-    sources = sorted({r.data.get("baselines", {}).get("majority", {}).get("source", "unknown")
-                      for r in runs if r.kind == "categorical"})
-    if sources == ["train"]:
-        return "the training set of each fold"
-    return " and ".join(sources) + " (reference = the test set itself: no training set was found beside it)"
-
-
 def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: str | None,
-                 n_draws: int = N_DRAWS, seed: int = 0) -> str:
+                 n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True) -> str:
+    from emotk.evaluation.compare import comparison_table
+
     by_protocol: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_protocol[r.protocol].append(r)
+    n_files = len({r.path for r in runs})
     out = [f"# {title}", ""]
     if note:
         out += [f"**{note}**", ""]
     out += [
-        f"Generated by `emotk report` from {len(runs)} test-score files (`scores/test.json`) under "
-        + ", ".join(f"`{p}`" for p in roots) + ".",
+        f"Generated by `emotk report` from {n_files} test-score files (`scores/test.json`) under "
+        + ", ".join(f"`{p}`" for p in roots) + ". Only **test** scores are read.",
         "",
-        "- Only **test** scores are read. Model selection (early stopping, checkpoint and hyper-parameter choice) "
-        "used the valid sets, never test.",
-        "- Rows group runs by (protocol, model tag). Mean ± std is over all runs of a row (folds × seeds); "
-        "std is the sample standard deviation (ddof=1), omitted for a single run. "
-        "UA = unweighted average recall, WA = accuracy, macro-F1, all in %.",
+        "- One row per (system, head). Mean ± std is over all runs of a row (folds × seeds; the runs column "
+        "gives their number, `(n=...)` where a metric has fewer); std is the sample standard deviation "
+        "(ddof=1), omitted for a single run. UA = unweighted average recall, WA = accuracy, macro-F1, all in %.",
         f"- Pooled UA [95% CI]: UA of all test predictions of the row pooled, with a percentile interval from "
         f"{n_draws} bootstrap draws (seed {seed}) that resample **speakers** with replacement, all utterances of a "
         "drawn speaker coming along: utterances of one speaker are not independent, and resampling single "
         "utterances would understate the spread. With few speakers the interval is itself rough.",
-        "- Baselines (mean over runs): chance = uniform guess among the K classes present in test (UA = WA = 1/K); "
-        "majority = always predicting the most frequent class (UA = 1/K; WA = that class's share of test).",
-        "- Continuous scores: each metric over the concatenation of all test recordings of a run (AVEC convention), "
-        "then mean ± std over runs.",
+        "- Baselines (mean over runs): chance = a uniform guess among the model's K classes (UA = WA = 1/K); "
+        "majority = always predicting the training set's most frequent class.",
+        "- Regression heads: CCC, RMSE and PCC over a run's test utterances; frame-level heads: over the "
+        "concatenation of all test recordings of a run (AVEC convention); then mean ± std over runs.",
         "",
     ]
     for protocol in sorted(by_protocol):
         p_runs = by_protocol[protocol]
-        out += [_protocol_heading(protocol, p_runs), ""]
-        for kind in ("categorical", "continuous"):
-            rows: dict[tuple[str, bool], list[Run]] = defaultdict(list)
+        out += [_protocol_heading(protocol, p_runs), "", *statements(p_runs), ""]
+        for kind in KINDS:
+            rows: dict[tuple[str, str], list[Run]] = defaultdict(list)
             for r in p_runs:
                 if r.kind == kind:
-                    rows[(r.tag, r.ensemble)].append(r)
+                    rows[(r.system, r.head)].append(r)
             if not rows:
                 continue
-            out += _table(rows, kind, n_draws, seed) + [""]
-            if kind == "categorical":
-                out += [f"Majority class taken from {_majority_sources(p_runs)}.", ""]
+            out += [f"### {KIND_TITLES[kind]}", ""] + _table(rows, kind, n_draws, seed) + [""]
+            if kind == "class":
+                out += [f"Majority class taken from: {_majority_sources(p_runs)}.", ""]
+            if compare:
+                for head in sorted({h for _, h in rows}):
+                    systems = {s: sorted({r.path for r in rs}) for (s, h), rs in rows.items() if h == head}
+                    if len(systems) > 1:
+                        out += comparison_table(systems, head, n_draws=n_draws, seed=seed) + [""]
         out += [_test_speakers(p_runs), ""]
     return "\n".join(out)
 
 
 def report(exp_dirs: Sequence[Path], out: Path, title: str = "Results", note: str | None = None,
-           n_draws: int = N_DRAWS, seed: int = 0) -> list[Run]:
-    runs = [load_run(p) for p in find_scores(exp_dirs)]
-    write_text(out, build_report(runs, exp_dirs, title, note, n_draws, seed))
+           n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True) -> list[Run]:
+    runs = [r for p in find_scores(exp_dirs) for r in load_runs(p)]
+    write_text(out, build_report(runs, exp_dirs, title, note, n_draws, seed, compare))
     return runs

@@ -1,11 +1,25 @@
-"""Score predictions against a reference data dir and write ``scores/<set>.json``.
+"""Score predictions against a reference data dir and write ``scores/<set>.json``, one section per head.
 
-Categorical predictions are a text file: a header ``# utt label <class1> ... <classK>``,
-then ``<utt> <predicted-label> <p1> ... <pK>``.  Frame-level (continuous) predictions are
-a dir with ``labels.scp`` (+ ark), ``label_names`` and ``label_frame_shift``, like the
-reference data dir.  The scores JSON carries the counts every number was computed on and
-the metadata ``emotk report`` groups by (protocol, fold, model tag, seed), so the report
-never has to guess from paths.
+A predictions dir ``<exp>/predictions/<set>/`` written by ``emotk infer`` holds ``heads.yaml``
+(``{head: {kind, labels, file}}``) and one file or dir per head:
+
+- ``class``: a text file, header ``# utt label <class1> ... <classK>``, rows
+  ``<utt> <predicted-label> <p1> ... <pK>``; reference: the table ``labels`` (utt2emo);
+- ``regression``: a text file, header ``# utt <head>``, rows ``<utt> <value>``; reference: a
+  ``utt2<dim>`` table; CCC, RMSE and PCC over the utterances;
+- ``frame_regression``: a labels dir (labels.scp + ark, label_names, label_frame_shift);
+  reference: labels.scp; metrics over the concatenation of all recordings (AVEC).
+
+Older single-head predictions are still accepted as one head, named after the reference table
+they are scored against (:func:`plain_heads`): a class file is the head ``emotion`` (utt2emo), a
+regression file ``# utt <dim>`` the head ``<dim>`` (utt2<dim>), a frame-level dir the head
+``labels`` (labels.scp).
+
+Before scoring, the test utterances are checked against the model's provenance record
+(``<exp>/provenance/``, :mod:`emotk.training.provenance`): a test utterance the model was
+trained or selected on is refused, and so is a test speaker it saw when the protocol is
+speaker-independent.  The check's result, the record's protocol, selection set and
+normalization go into the scores JSON, so ``emotk report`` states them from the records.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,40 +39,58 @@ from emotk.fileio import write_text
 from emotk.metrics import classification as cls
 from emotk.metrics import regression as reg
 
-CATEGORICAL_METRICS = ("ua", "wa", "f1")
-CONTINUOUS_METRICS = tuple(reg.METRICS)
+KINDS = ("class", "regression", "frame_regression")
+METRICS = {"class": ("ua", "wa", "f1"), "regression": tuple(reg.METRICS), "frame_regression": tuple(reg.METRICS)}
+ALL_METRICS = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms))
 # Reference and prediction of a recording may differ by this many frames (edge effects of
 # framing); the longer one is truncated. A larger difference means misaligned data.
 MAX_FRAME_MISMATCH = 2
+# Name of the one head of a plain predictions file or dir, after its reference table.
+CLASS_HEAD, CLASS_TABLE = "emotion", "utt2emo"
+FRAME_HEAD, FRAME_TABLE = "labels", "labels.scp"
 
 
-def parse_metrics(spec: str | None, kind: str) -> list[str]:
-    """``"ua,wa"`` -> ``["ua", "wa"]``; all metrics of ``kind`` when ``spec`` is empty."""
-    valid = CATEGORICAL_METRICS if kind == "categorical" else CONTINUOUS_METRICS
+def parse_metrics(spec: str | None, kinds: list[str]) -> dict[str, list[str]]:
+    """Metrics per head kind: ``"ua,ccc"`` -> ``{"class": ["ua"], "regression": ["ccc"], ...}``.
+
+    A named metric must apply to at least one of ``kinds``; a kind none of whose metrics is
+    named keeps all of its metrics (so ``--metric ua`` on a two-head model still scores the other head).
+    """
     if not spec:
-        return list(valid)
-    names = [m.strip().lower() for m in spec.split(",") if m.strip()]
+        return {k: list(METRICS[k]) for k in kinds}
+    names = list(dict.fromkeys(m.strip().lower() for m in spec.split(",") if m.strip()))
     for m in names:
-        if m not in CATEGORICAL_METRICS + CONTINUOUS_METRICS:
-            raise EmotkError(f"unknown metric {m!r}; choose from {', '.join(CATEGORICAL_METRICS + CONTINUOUS_METRICS)}")
-        if m not in valid:
-            other = "a predictions dir (frame-level labels.scp)" if kind == "categorical" else "a predictions file (categorical)"
-            raise EmotkError(f"metric {m!r} does not apply to {kind} predictions; it needs {other}")
-    return list(dict.fromkeys(names))
+        if m not in ALL_METRICS:
+            raise EmotkError(f"unknown metric {m!r}; choose from {', '.join(ALL_METRICS)}")
+        if not any(m in METRICS[k] for k in kinds):
+            raise EmotkError(f"metric {m!r} does not apply to these predictions (head kinds: {', '.join(sorted(set(kinds)))})")
+    out = {}
+    for k in kinds:
+        chosen = [m for m in names if m in METRICS[k]]
+        out[k] = chosen or list(METRICS[k])
+    return out
 
 
-# Categorical ----------------------------------------------------------------------------
+# Reading predictions ----------------------------------------------------------------------
 
-def read_predictions(path: str | Path) -> tuple[list[str], dict[str, tuple[str, list[float]]]]:
-    """Read a categorical predictions file: ``(classes, {utt: (label, probabilities)})``."""
-    path = Path(path)
+def _lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise EmotkError(f"{path}: predictions file not found") from None
     except UnicodeDecodeError as e:
         raise EmotkError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    header = lines[0].lstrip("#").split() if lines and lines[0].startswith("#") else []
+
+
+def _header(path: Path, lines: list[str]) -> list[str]:
+    return lines[0].lstrip("#").split() if lines and lines[0].startswith("#") else []
+
+
+def read_predictions(path: str | Path) -> tuple[list[str], dict[str, tuple[str, list[float]]]]:
+    """Read a class predictions file: ``(classes, {utt: (label, probabilities)})``."""
+    path = Path(path)
+    lines = _lines(path)
+    header = _header(path, lines)
     if len(header) < 4 or header[:2] != ["utt", "label"]:
         raise EmotkError(f"{where(path, 1)}: expected the header '# utt label <class1> ... <classK>' (K >= 2)")
     classes = header[2:]
@@ -88,6 +121,63 @@ def read_predictions(path: str | Path) -> tuple[list[str], dict[str, tuple[str, 
     return classes, preds
 
 
+def read_values(path: str | Path) -> tuple[str, dict[str, float]]:
+    """Read a regression predictions file ``# utt <name>`` / ``<utt> <value>``: ``(name, {utt: value})``."""
+    path = Path(path)
+    lines = _lines(path)
+    header = _header(path, lines)
+    if len(header) != 2 or header[0] != "utt":
+        raise EmotkError(f"{where(path, 1)}: expected the header '# utt <name>'")
+    values: dict[str, float] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        parts = line.split()
+        if len(parts) != 2:
+            raise EmotkError(f"{where(path, n)}: expected '<utt> <value>', got {len(parts)} fields")
+        try:
+            v = float(parts[1])
+        except ValueError:
+            raise EmotkError(f"{where(path, n)}: utterance {parts[0]!r}: value must be a number") from None
+        if not math.isfinite(v):
+            raise EmotkError(f"{where(path, n)}: utterance {parts[0]!r}: NaN or infinite value")
+        if parts[0] in values:
+            raise EmotkError(f"{where(path, n)}: duplicate utterance {parts[0]!r}")
+        values[parts[0]] = v
+    if not values:
+        raise EmotkError(f"{path}: no predictions after the header")
+    return header[1], values
+
+
+def plain_heads(hyp: Path) -> dict[str, dict]:
+    """The one head of a predictions file or frame dir without heads.yaml (see module doc)."""
+    if hyp.is_dir():
+        return {FRAME_HEAD: {"kind": "frame_regression", "labels": FRAME_TABLE, "file": "."}}
+    header = _header(hyp, _lines(hyp)[:1])
+    if len(header) == 2 and header[0] == "utt":
+        return {header[1]: {"kind": "regression", "labels": f"utt2{header[1]}", "file": hyp.name}}
+    return {CLASS_HEAD: {"kind": "class", "labels": CLASS_TABLE, "file": hyp.name}}
+
+
+def read_heads(hyp: Path) -> tuple[Path, dict[str, dict]]:
+    """``(base dir, {head: {kind, labels, file}})`` of a predictions dir (heads.yaml) or a plain file/dir."""
+    import yaml
+
+    spec_path = hyp / "heads.yaml"
+    if not (hyp.is_dir() and spec_path.is_file()):
+        return hyp.parent if hyp.is_file() else hyp, plain_heads(hyp)
+    try:
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise EmotkError(f"{spec_path}: not valid YAML ({e})") from None
+    if not isinstance(spec, dict) or not spec:
+        raise EmotkError(f"{spec_path}: expected '<head>: {{kind, labels, file}}' entries")
+    for name, h in spec.items():
+        if not isinstance(h, dict) or h.get("kind") not in KINDS or not h.get("labels") or not h.get("file"):
+            raise EmotkError(f"{spec_path}: head {name!r}: needs kind ({' | '.join(KINDS)}), labels and file")
+        if not (hyp / h["file"]).exists():
+            raise EmotkError(f"{spec_path}: head {name!r}: {hyp / h['file']} not found")
+    return hyp, spec
+
+
 def _check_same_utts(ref_path: Path, ref_ids, hyp_path: Path, hyp_ids) -> None:
     extra = sorted(set(hyp_ids) - set(ref_ids))
     if extra:
@@ -97,61 +187,58 @@ def _check_same_utts(ref_path: Path, ref_ids, hyp_path: Path, hyp_ids) -> None:
         raise EmotkError(f"{hyp_path}: no prediction for utterance {missing[0]!r} of {ref_path} ({len(missing)} such)")
 
 
-def _train_dir(ref: Path, train: Path | None) -> Path | None:
-    """The training set of a fold (``<ref>/../train``), whose majority class a real system could know."""
-    if train is not None:
-        return train
-    cand = ref.parent / "train"
-    if (cand / "utt2emo").is_file() and cand.resolve() != ref.resolve():
-        return cand
+# Class heads ------------------------------------------------------------------------------
+
+def _majority(table: str, record: dict | None, train: Path | None) -> tuple[str, dict] | None:
+    """The training set's majority class: from the provenance record's label counts, else a train dir."""
+    head_counts = None
+    for head in ((record or {}).get("train") or {}).get("labels", {}).values():
+        if head.get("table") == table and head.get("classes"):
+            head_counts = head["classes"]
+    if head_counts:
+        return cls.majority_class(list(Counter(head_counts).elements())), {"source": "provenance record (train)"}
+    if train is not None and (Path(train) / table).is_file():
+        labels = list(read_table(Path(train) / table, parse=str).values())
+        return cls.majority_class(labels), {"source": "train dir", "source_path": str(Path(train).resolve())}
     return None
 
 
-def score_categorical(ref: Path, hyp: Path, metrics: list[str], train: Path | None = None) -> dict:
-    d = validate_data_dir(ref, require=["utt2emo"], check_files=False)
-    classes, preds = read_predictions(hyp)
-    utt2emo = d.table("utt2emo")
-    _check_same_utts(ref / "utt2emo", utt2emo, hyp, preds)
+def score_class(ref: DataDir, path: Path, table: str, metrics: list[str], record: dict | None = None,
+                train: Path | None = None) -> dict:
+    """UA, WA, macro-F1 with per-class recall/precision/F1, confusion, per-speaker confusions and baselines."""
+    ref.require(table, hint="reference labels of a class head")
+    classes, preds = read_predictions(path)
+    ref_labels = read_table(ref.path / table, parse=str)
+    _check_same_utts(ref.path / table, ref_labels, path, preds)
     known = set(classes)
-    for utt, lab in utt2emo.items():
+    for utt, lab in ref_labels.items():
         if lab not in known:
-            raise EmotkError(
-                f"{ref / 'utt2emo'}: label {lab!r} of utterance {utt!r} is not in the class list of {hyp} ({' '.join(classes)})")
-    utts = list(utt2emo)
-    y_true = [utt2emo[u] for u in utts]
+            raise EmotkError(f"{ref.path / table}: label {lab!r} of utterance {utt!r} is not in the class list of {path} ({' '.join(classes)})")
+    utts = list(ref_labels)
+    y_true = [ref_labels[u] for u in utts]
     y_pred = [preds[u][0] for u in utts]
     fns = {"ua": cls.ua, "wa": cls.wa, "f1": cls.f1_macro}
     c = cls.confusion(y_true, y_pred, classes)
     recall = cls.recall_per_class(y_true, y_pred, classes)
     precision = cls.precision_per_class(y_true, y_pred, classes)
     f1 = cls.f1_per_class(y_true, y_pred, classes)
-
-    train_dir = _train_dir(ref, train)
-    if train_dir is not None:
-        majority = cls.majority_class(list(read_table(Path(train_dir) / "utt2emo").values()))
-        source = {"source": "train", "source_path": str(Path(train_dir).resolve())}
-    else:
-        majority = cls.majority_class(y_true)
-        source = {"source": "reference", "source_path": str(ref.resolve())}
-
-    spk_of = d.utt2spk
+    majority = _majority(table, record, train)
     per_speaker = {}
-    for spk, spk_utts in d.spk2utt.items():
-        t = [utt2emo[u] for u in spk_utts]
+    for spk, spk_utts in ref.spk2utt.items():
+        t = [ref_labels[u] for u in spk_utts]
         p = [preds[u][0] for u in spk_utts]
         per_speaker[spk] = {"n": len(spk_utts), "ua": cls.ua(t, p, classes), "wa": cls.wa(t, p),
                             "confusion": cls.confusion(t, p, classes).tolist()}
     return {
-        "kind": "categorical",
         "metrics": {m: fns[m](y_true, y_pred, classes) for m in metrics},
         "per_class": {lab: {"n": int(c[i].sum()), "recall": float(recall[i]), "precision": float(precision[i]),
                             "f1": float(f1[i])} for i, lab in enumerate(classes)},
-        "counts": {"utterances": len(utts), "speakers": len(set(spk_of.values())),
+        "counts": {"utterances": len(utts), "speakers": len(ref.speakers),
                    "per_class": {lab: int(c[i].sum()) for i, lab in enumerate(classes)}},
-        "speakers": sorted(set(spk_of.values())),
         "confusion": {"labels": classes, "rows": "reference", "columns": "prediction", "matrix": c.tolist()},
-        "baselines": {"chance": cls.chance_baseline(y_true),
-                      "majority": {**cls.majority_baseline(y_true, majority, classes), **source}},
+        "baselines": {"chance": {**cls.chance_baseline(classes), "source": "the model's classes"},
+                      "majority": None if majority is None else {
+                          **cls.majority_baseline(y_true, majority[0], classes), **majority[1]}},
         "per_speaker": per_speaker,
     }
 
@@ -174,7 +261,24 @@ def confusion_text(labels: list[str], matrix) -> str:
     return "\n".join(out) + "\n"
 
 
-# Continuous -----------------------------------------------------------------------------
+# Regression heads -------------------------------------------------------------------------
+
+def score_regression(ref: DataDir, path: Path, table: str, metrics: list[str]) -> dict:
+    """CCC, RMSE, PCC over the utterances (one value each) of an utterance-level dimension."""
+    ref.require(table, hint="reference values of a regression head")
+    _, preds = read_values(path)
+    try:
+        values = read_table(ref.path / table, parse=float)
+    except ValueError:
+        raise EmotkError(f"{ref.path / table}: values must be numbers") from None
+    _check_same_utts(ref.path / table, values, path, preds)
+    utts = list(values)
+    y, p = np.array([values[u] for u in utts]), np.array([preds[u] for u in utts])
+    return {"metrics": {m: reg.METRICS[m](p, y) for m in metrics},
+            "counts": {"utterances": len(utts), "speakers": len(ref.speakers)}}
+
+
+# Frame-regression heads -------------------------------------------------------------------
 
 def _read_frames(d: DataDir, table: str, utt: str) -> np.ndarray:
     from emotk.data.ark import read_matrix
@@ -187,8 +291,11 @@ def _read_frames(d: DataDir, table: str, utt: str) -> np.ndarray:
     return m
 
 
-def score_continuous(ref: Path, hyp: Path, metrics: list[str]) -> dict:
-    d = validate_data_dir(ref, require=["labels.scp"], check_files=False)
+def frame_pairs(d: DataDir, hyp: Path, table: str = FRAME_TABLE) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    """``(dims, {utt: (reference [T, D], prediction [T, D])}, truncated)``: the prediction's dims,
+    the reference's columns in that order, cut to the shorter of the two."""
+    ref = d.path
+    d.require(table, "label_names", "label_frame_shift", hint="frame-level reference labels")
     h = DataDir(hyp)
     h.require("labels.scp", "label_names", "label_frame_shift", hint="frame-level predictions dir")
     ref_names, hyp_names = d.label_names, h.label_names
@@ -198,16 +305,15 @@ def score_continuous(ref: Path, hyp: Path, metrics: list[str]) -> dict:
     ref_shift, hyp_shift = float(d.scalar("label_frame_shift")), float(h.scalar("label_frame_shift"))
     if not math.isclose(ref_shift, hyp_shift, rel_tol=1e-6):
         raise EmotkError(f"{hyp / 'label_frame_shift'}: {hyp_shift} differs from the reference's {ref_shift}")
-    ref_scp, hyp_scp = d.table("labels.scp"), h.table("labels.scp")
-    _check_same_utts(ref / "labels.scp", ref_scp, hyp / "labels.scp", hyp_scp)
-
+    ref_scp, hyp_scp = d.table(table), h.table("labels.scp")
+    _check_same_utts(ref / table, ref_scp, hyp / "labels.scp", hyp_scp)
     cols = [ref_names.index(n) for n in hyp_names]
     truncated: dict[str, int] = {}
-    refs, hyps = [], []
+    pairs = {}
     for utt in ref_scp:
-        r, p = _read_frames(d, "labels.scp", utt), _read_frames(h, "labels.scp", utt)
+        r, p = _read_frames(d, table, utt), _read_frames(h, "labels.scp", utt)
         if r.shape[1] != len(ref_names):
-            raise EmotkError(f"{ref / 'labels.scp'}: utterance {utt!r} has {r.shape[1]} columns, label_names has {len(ref_names)}")
+            raise EmotkError(f"{ref / table}: utterance {utt!r} has {r.shape[1]} columns, label_names has {len(ref_names)}")
         if p.shape[1] != len(hyp_names):
             raise EmotkError(f"{hyp / 'labels.scp'}: utterance {utt!r} has {p.shape[1]} columns, label_names has {len(hyp_names)}")
         diff = abs(r.shape[0] - p.shape[0])
@@ -217,30 +323,84 @@ def score_continuous(ref: Path, hyp: Path, metrics: list[str]) -> dict:
         if diff:
             truncated[utt] = diff
         n = min(r.shape[0], p.shape[0])
-        refs.append(r[:n, cols])
-        hyps.append(p[:n])
-    all_r, all_p = np.concatenate(refs), np.concatenate(hyps)
-    fns = {m: reg.METRICS[m] for m in metrics}
+        pairs[utt] = (r[:n, cols].astype(np.float64), p[:n].astype(np.float64))
+    return hyp_names, pairs, truncated
+
+
+def score_frames(ref: DataDir, hyp: Path, table: str, metrics: list[str]) -> dict:
+    """Per dimension: metrics over the concatenation of all recordings (AVEC), and per recording."""
+    dims, pairs, truncated = frame_pairs(ref, hyp, table)
+    utts = list(pairs)
+    all_r = np.concatenate([pairs[u][0] for u in utts])
+    all_p = np.concatenate([pairs[u][1] for u in utts])
     concat, per_rec = {}, {}
-    utts = list(ref_scp)
-    for j, name in enumerate(hyp_names):
-        concat[name] = {m: f(all_p[:, j], all_r[:, j]) for m, f in fns.items()}
+    for j, name in enumerate(dims):
+        concat[name] = {m: reg.METRICS[m](all_p[:, j], all_r[:, j]) for m in metrics}
         per_rec[name] = {}
-        for m, f in fns.items():
-            values = {u: f(p[:, j], r[:, j]) for u, r, p in zip(utts, refs, hyps)}
+        for m in metrics:
+            values = {u: reg.METRICS[m](pairs[u][1][:, j], pairs[u][0][:, j]) for u in utts}
             per_rec[name][m] = {"mean": float(np.mean(list(values.values()))), "values": values}
-    speakers = sorted({d.utt2spk[u] for u in utts})
     return {
-        "kind": "continuous",
-        "dims": hyp_names,
-        "label_frame_shift": ref_shift,
+        "dims": dims,
+        "label_frame_shift": float(ref.scalar("label_frame_shift")),
         "metrics": concat,
         "metrics_convention": "computed over the concatenation of all recordings (AVEC); per_recording has each recording's value and their mean",
         "per_recording": per_rec,
-        "counts": {"recordings": len(utts), "speakers": len(speakers), "frames": int(all_r.shape[0]),
-                   "truncated": truncated},
-        "speakers": speakers,
+        "counts": {"recordings": len(utts), "speakers": len({ref.utt2spk[u] for u in utts}),
+                   "frames": int(all_r.shape[0]), "truncated": truncated},
     }
+
+
+# Disjointness from what the model was trained on ----------------------------------------------
+
+def check_disjoint(exp_dir: Path, ref: DataDir, fold: dict | None, selection_set_ok: bool = False) -> tuple[dict, dict | None]:
+    """Refuse test utterances the model was trained or selected on (and test speakers it saw,
+    under a speaker-independent protocol); returns ``(result, record)``.
+
+    The protocol is speaker-independent when the run's record or the ``fold.yaml`` beside the
+    reference says so.  ``selection_set_ok`` allows scoring the valid set that chose the
+    checkpoint (the result says so); training utterances are always refused.
+    """
+    from emotk.training.provenance import read_record, read_trained
+
+    record = read_record(exp_dir)
+    if record is None:
+        return {"checked": False, "reason": f"no provenance record in {exp_dir}"}, None
+    trained = read_trained(exp_dir)
+    test = ref.utt2spk
+    shared_valid = sorted(set(test) & set(trained["valid"]))
+    for part in ("train", "valid"):
+        shared = sorted(set(test) & set(trained[part]))
+        if shared and not (part == "valid" and selection_set_ok):
+            raise EmotkError(f"{ref.path}: test utterance {shared[0]!r} is in the {part} set of the model in "
+                             f"{exp_dir} ({len(shared)} such): refusing to score")
+    si_record = (record.get("protocol") or {}).get("speaker_independent")
+    si_fold = (fold or {}).get("speaker_independent")
+    independent = bool(si_record) or bool(si_fold)
+    seen = {s: part for part in ("valid", "train") for s in trained[part].values()}
+    shared_spk = sorted(s for s in set(test.values()) if s in seen and not (selection_set_ok and seen[s] == "valid"))
+    if independent and shared_spk:
+        spk = shared_spk[0]
+        utt = next(u for u, s in test.items() if s == spk)
+        raise EmotkError(f"{ref.path}: test speaker {spk!r} (utterance {utt!r}) is in the {seen[spk]} set of the model "
+                         f"in {exp_dir}, and the protocol is speaker-independent: refusing to score")
+    return {
+        "checked": True,
+        "record": str((exp_dir / "provenance" / "record.yaml").resolve()),
+        "train_utterances": len(trained["train"]), "valid_utterances": len(trained["valid"]),
+        "utterances_disjoint": not shared_valid,
+        "scored_on_selection_set": len(shared_valid),
+        "speaker_independent": independent,
+        "speakers_checked": independent,
+        "shared_speakers": len(shared_spk),
+    }, record
+
+
+def provenance_summary(record: dict | None) -> dict | None:
+    """What ``emotk report`` states about a run: protocol, selection set, normalization, seed."""
+    if record is None:
+        return None
+    return {k: record.get(k) for k in ("protocol", "selection", "normalization", "seed")}
 
 
 # Metadata and output --------------------------------------------------------------------
@@ -256,7 +416,7 @@ def fold_meta(ref: Path) -> dict | None:
         meta = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise EmotkError(f"{p}: not valid YAML ({e})") from None
-    keep = ("protocol", "speaker_independent", "test_speakers", "valid_speakers", "note")
+    keep = ("protocol", "speaker_independent", "text_independent", "test_speakers", "valid_speakers", "note", "checks")
     out = {"name": p.parent.name, "path": str(p), "root": p.parent.parent.name, **{k: meta[k] for k in keep if k in meta}}
     if "seed" in meta:
         out["split_seed"] = meta["seed"]
@@ -318,31 +478,53 @@ def default_out(hyp: Path) -> Path:
     return hyp.parent.parent / "scores" / f"{name}.json"
 
 
+def _train_dir(ref: Path, train: Path | None) -> Path | None:
+    """The training set of a fold (``<ref>/../train``) when not given."""
+    if train is not None:
+        return train
+    cand = ref.parent / "train"
+    return cand if cand.is_dir() and cand.resolve() != ref.resolve() else None
+
+
 def score(ref: Path, hyp: Path, metric_spec: str | None = None, out: Path | None = None, *,
-          tag: str | None = None, train: Path | None = None, ensemble: bool = False) -> tuple[dict, Path]:
-    """Score, write ``out`` (JSON), and for categorical predictions ``<set>.confusion.txt``
-    beside it and ``<exp>/plots/confusion_<set>.png``. Returns ``(scores, out)``."""
+          tag: str | None = None, train: Path | None = None, ensemble: bool = False,
+          selection_set_ok: bool = False) -> tuple[dict, Path]:
+    """Check disjointness, score every head, write ``out`` (JSON) and, per class head,
+    ``<set>.<head>.confusion.txt`` beside it and ``<exp>/plots/confusion_<set>_<head>.png``.
+    Returns ``(scores, out)``."""
     ref, hyp = Path(ref), Path(hyp)
     if not hyp.exists():
         raise EmotkError(f"{hyp}: predictions not found")
-    kind = "continuous" if hyp.is_dir() else "categorical"
-    metrics = parse_metrics(metric_spec, kind)
+    base, heads = read_heads(hyp)
+    metrics = parse_metrics(metric_spec, [h["kind"] for h in heads.values()])
     out = Path(out) if out is not None else default_out(hyp)
     set_name = out.stem
-    if kind == "categorical":
-        result = score_categorical(ref, hyp, metrics, train)
-    else:
-        result = score_continuous(ref, hyp, metrics)
+    d = validate_data_dir(ref, check_files=False)
     fold = fold_meta(ref)
     exp_dir = exp_dir_of(hyp, out)
+    disjoint, record = check_disjoint(exp_dir, d, fold, selection_set_ok)
+    results = {}
+    for name, h in heads.items():
+        path = base / h["file"]
+        if h["kind"] == "class":
+            r = score_class(d, path, h["labels"], metrics["class"], record, _train_dir(ref, train))
+        elif h["kind"] == "regression":
+            r = score_regression(d, path, h["labels"], metrics["regression"])
+        else:
+            r = score_frames(d, path, h["labels"], metrics["frame_regression"])
+        results[name] = {"kind": h["kind"], "labels": h["labels"], "predictions": str(path.resolve()), **r}
     scores = {"emotk_version": __version__, "set": set_name, "ref": str(ref.resolve()), "hyp": str(hyp.resolve()),
-              **run_meta(exp_dir, fold, tag), "fold": fold, "ensemble": ensemble, **result}
-    if kind == "categorical":
-        c = scores["confusion"]
-        write_text(out.with_name(f"{set_name}.confusion.txt"), confusion_text(c["labels"], c["matrix"]))
+              **run_meta(exp_dir, fold, tag), "fold": fold, "ensemble": ensemble,
+              "speakers": d.speakers, "provenance": provenance_summary(record), "disjointness": disjoint,
+              "heads": results}
+    for name, r in results.items():
+        if r["kind"] != "class":
+            continue
+        c = r["confusion"]
+        write_text(out.with_name(f"{set_name}.{name}.confusion.txt"), confusion_text(c["labels"], c["matrix"]))
         from emotk.analysis.plots import plot_confusion
 
-        plot_confusion(c["labels"], c["matrix"], exp_dir / "plots" / f"confusion_{set_name}.png",
-                       title=f"{set_name}: UA {100 * cls.ua_from_confusion(np.asarray(c['matrix'])):.1f}%")
+        plot_confusion(c["labels"], c["matrix"], exp_dir / "plots" / f"confusion_{set_name}_{name}.png",
+                       title=f"{set_name} {name}: UA {100 * cls.ua_from_confusion(np.asarray(c['matrix'])):.1f}%")
     write_text(out, json.dumps(scores, indent=1) + "\n")
     return scores, out

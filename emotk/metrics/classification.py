@@ -74,10 +74,12 @@ def majority_class(y: Sequence[str]) -> str:
     return min(lab for lab, n in counts.items() if n == best)
 
 
-def chance_baseline(y_true: Sequence[str]) -> dict:
-    """Expected scores of a uniform random guess among the K classes present in the reference:
-    UA = WA = 1/K."""
-    k = len(set(y_true))
+def chance_baseline(classes: Sequence[str]) -> dict:
+    """Expected scores of a uniform random guess among the model's K classes (the classes it can
+    output, not the ones present in a test fold): UA = WA = 1/K."""
+    k = len(classes)
+    if k == 0:
+        raise ValueError("chance_baseline of an empty class list")
     return {"n_classes": k, "ua": 1.0 / k, "wa": 1.0 / k}
 
 
