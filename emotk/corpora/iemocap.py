@@ -816,7 +816,7 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
             (root / "sentences" / "wav" / dialog).mkdir(parents=True)
             jobs += [(u.turn, u.text, u.acted, u.vad, seed, duration,
                       str(root / "sentences" / "wav" / dialog / f"{u.turn}.wav")) for u in utts]
-        if nj > 1 and size > 20:
+        if nj > 1:
             import multiprocessing
 
             with multiprocessing.get_context("spawn").Pool(nj) as pool:
