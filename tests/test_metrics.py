@@ -46,7 +46,11 @@ def test_ua_leaves_out_classes_absent_from_reference():
 
 def test_baselines():
     y_test = ["a"] * 6 + ["b"] * 3 + ["c"] * 1
-    assert cls.chance_baseline(y_test) == {"n_classes": 3, "ua": pytest.approx(1 / 3), "wa": pytest.approx(1 / 3)}
+    # chance: uniform over the model's classes, whatever a test fold happens to contain
+    assert cls.chance_baseline(["a", "b", "c", "d"]) == {"n_classes": 4, "ua": 0.25, "wa": 0.25}
+    rng = np.random.default_rng(0)
+    guesses = [list(rng.choice(["a", "b", "c", "d"], len(y_test))) for _ in range(4000)]
+    assert np.mean([cls.ua(y_test, g, ["a", "b", "c", "d"]) for g in guesses]) == pytest.approx(0.25, abs=0.01)
     assert cls.majority_class(["b", "a", "b", "a", "c"]) == "a"  # tie: first in sorted order
     m = cls.majority_baseline(y_test, "b", ["a", "b", "c"])  # majority of train may differ from test's
     assert m["class"] == "b" and m["ua"] == pytest.approx(1 / 3) and m["wa"] == pytest.approx(0.3)
@@ -97,6 +101,28 @@ def _speaker_effect_data(n_spk=12, n_utt=40, seed=0):
             y_pred.append(t if rng.random() < p_correct else rng.choice([x for x in "abcd" if x != t]))
             spks.append(f"spk{s:02d}")
     return y_true, y_pred, spks
+
+
+def test_speaker_bootstrap_matches_scipy():
+    """The speaker bootstrap against scipy's percentile bootstrap over speaker indices, with
+    scikit-learn's balanced accuracy as the statistic (independent draws: agreement within
+    Monte-Carlo error)."""
+    from scipy.stats import bootstrap
+
+    y_true, y_pred, spks = _speaker_effect_data(n_spk=10, n_utt=12, seed=3)
+    labels = ["a", "b", "c", "d"]
+    lo, hi = speaker_bootstrap_ua(speaker_confusions(y_true, y_pred, spks, labels), n_draws=3000, seed=0)
+    names = sorted(set(spks))
+    rows = {s: [i for i, x in enumerate(spks) if x == s] for s in names}
+
+    def stat(idx):
+        sel = [i for k in idx for i in rows[names[int(k)]]]
+        return balanced_accuracy_score([y_true[i] for i in sel], [y_pred[i] for i in sel])
+
+    ci = bootstrap((np.arange(len(names)),), stat, vectorized=False, n_resamples=3000, method="percentile",
+                   random_state=np.random.default_rng(1)).confidence_interval
+    assert lo == pytest.approx(ci.low, abs=0.025) and hi == pytest.approx(ci.high, abs=0.025)
+    assert hi - lo > 0.2  # strong speaker effects: a wide interval, not a degenerate one
 
 
 def test_speaker_bootstrap_is_wider_than_utterance_bootstrap():
