@@ -1,35 +1,11 @@
 #!/usr/bin/env bash
-# Local job launcher, Kaldi's run.pl convention:
-#   local/run_local.sh [JOB=1:N] LOGFILE command args...
-# With JOB=1:N it runs N copies in parallel, replacing JOB in LOGFILE and the arguments
-# by the job index; it waits for all and fails (naming the logs) if any failed.
-set -u
-range=""
-case "${1-}" in JOB=*:*) range="${1#JOB=}"; shift ;; esac
-[ $# -ge 2 ] || { echo "usage: $0 [JOB=1:N] LOGFILE command..." >&2; exit 1; }
-logfile="$1"; shift
-run_one() {  # run_one JOB_INDEX_OR_EMPTY command...
-  local j="$1" log="$logfile" args=()
-  shift
-  if [ -n "$j" ]; then
-    log="${logfile//JOB/$j}"
-    for a in "$@"; do args+=("${a//JOB/$j}"); done
-  else
-    args=("$@")
-  fi
-  mkdir -p "$(dirname "$log")"
-  { echo "# ${args[*]}"; echo "# started $(date)"; } > "$log"
-  "${args[@]}" >> "$log" 2>&1
-  local rc=$?
-  echo "# ended $(date), exit code $rc" >> "$log"
-  return $rc
-}
-if [ -z "$range" ]; then
-  run_one "" "$@" || { echo "$0: command failed, see $logfile" >&2; exit 1; }
-  exit 0
-fi
-first="${range%%:*}"; last="${range##*:}"
-pids=(); failed=()
-for ((j=first; j<=last; j++)); do run_one "$j" "$@" & pids+=("$!:$j"); done
-for p in "${pids[@]}"; do wait "${p%%:*}" || failed+=("${logfile//JOB/${p##*:}}"); done
-if [ ${#failed[@]} -gt 0 ]; then echo "$0: ${#failed[@]} job(s) failed, see ${failed[*]}" >&2; exit 1; fi
+# Local job launcher, Kaldi's run.pl convention (the logic is in emotk/jobs/):
+#   local/run_local.sh [--max-jobs-run K] [--mem 4G --gpu 1 --num-threads N --time T] [JOB=1:N] LOGFILE command args...
+# Runs the command on this machine with its output in LOGFILE; with JOB=1:N, N tasks at most K
+# at a time (default: the number of cores), JOB replaced by the task index in LOGFILE and in the
+# arguments. Fails, showing the end of the first failed task's log, when any task fails; a re-run
+# of the same call runs only the tasks that did not finish. Resource options are ignored here.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+py="${EMOTK_PYTHON:-$root/.venv/bin/python}"
+[ -x "$py" ] || py=python3
+exec "$py" -m emotk.jobs local "$@"
