@@ -208,7 +208,8 @@ def receptive_field_sweep(cfg: dict, train_dir: str | Path, valid_dir: str | Pat
             for seed in range(1, runs + 1):
                 c = copy.deepcopy(cfg)
                 c["model"]["params"]["filter_length"] = int(length)
-                c["task"]["label_dims"] = [dim]
+                (head,) = c["heads"].values()
+                head["dims"] = [dim]
                 c["train"]["seed"] = seed
                 exp = Path(exp_dir) / f"L{length}" / dim / f"seed{seed}"
                 train(c, train_dir, valid_dir, exp, resume=True, log=lambda msg: None)

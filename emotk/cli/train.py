@@ -22,10 +22,14 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from checkpoints/last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an existing run in --exp and train again."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
+    on_mismatch: str = typer.Option("redo", "--on-mismatch", help="A finished or started run in --exp trained on "
+                                    "other data or config: redo (train again) | refuse (exit with an error)."),
 ):
-    """Train a model; early stopping on the valid set (UA for classes, mean CCC for frame regression).
+    """Train a model (torch or scikit-learn) on the inputs and heads its config names; model selection on the
+    valid set only (UA for class heads, CCC for regression heads; train.select picks the head or the mean).
 
-    A finished exp dir (with a 'done' marker) is skipped, so recipes can re-run stages.
+    A finished exp dir is skipped only when its provenance record (data, labels, features, config, seed)
+    matches the request; otherwise it is trained again (--on-mismatch refuse: an error instead).
 
     Example: emotk train --config conf/model/cnn_lstm2d_small.yaml --train data/fold1/train
     --valid data/fold1/valid --exp exp/emodb/cnn_lstm2d_small/fold1 --set train.epochs=20
@@ -36,23 +40,25 @@ def train_cmd(
     cfg = load_config(config, items)
     from emotk.training.loop import train as run_training  # torch: only once the config is known good
 
-    run_training(cfg, train, valid, exp, resume=resume, overwrite=overwrite,
+    run_training(cfg, train, valid, exp, resume=resume, overwrite=overwrite, on_mismatch=on_mismatch,
                  command=shlex.join(["emotk", *sys.argv[1:]]), log=log)
 
 
 @app.command("infer")
 def infer_cmd(
-    inputs: List[Path] = typer.Argument(..., help="One data dir with feats.scp, or audio files (any rate, mono or stereo)."),
+    inputs: List[Path] = typer.Argument(..., help="One data dir with the model's input tables, or audio files "
+                                        "(any rate, mono or stereo)."),
     model: Path = typer.Option(..., "--model", help="Experiment dir of a trained model."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Predictions file (class models) or dir (frame regression); "
-                                       "default <model>/predictions/<name>[.txt]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictions dir (heads.yaml and one file or dir per "
+                                       "head); default <model>/predictions/<name>."),
     name: Optional[str] = typer.Option(None, "--name", help="Set name for the default output (default: the data dir's "
                                        "name, or 'audio')."),
     batch_size: int = typer.Option(16, "--batch-size"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
 ):
-    """Predict with a trained model, using the feature pipeline it was trained with.
+    """Predict with a trained model (torch or scikit-learn), using the input pipeline it was trained with;
+    writes one predictions file per head (class posteriors, values, or frame-level labels).
 
     Example: emotk infer --model exp/emodb/cnn_lstm2d_small/fold1 data/fold1/test
     """

@@ -168,3 +168,17 @@ def is_vector_table(scp: str | Path) -> bool:
     except (OSError, ValueError) as e:
         raise EmotkError(f"{scp}: cannot read its first entry: {e}") from None
     return head[2:4] in (b"FV", b"DV")
+
+
+def read_entry(rxspec: str) -> np.ndarray:
+    """One entry of any Kaldi table, matrix or vector (told apart by its binary header)."""
+    path, sep, offset = rxspec.rpartition(":")
+    if not (sep and offset.isdigit()):
+        path, offset = rxspec, "0"
+    try:
+        with open(path, "rb") as f:
+            f.seek(int(offset))
+            head = f.read(5)
+    except OSError as e:
+        raise EmotkError(f"cannot read {rxspec}: {e}") from None
+    return read_vector(rxspec) if head[2:4] in (b"FV", b"DV") else read_matrix(rxspec)

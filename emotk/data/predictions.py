@@ -1,8 +1,11 @@
-"""Writers of the two prediction formats (torch-free, so ensembling and scoring start fast).
+"""Writers of the prediction formats (torch-free, so ensembling and scoring start fast).
 
-- categorical: a text file, header ``# utt label <class1> ... <classK>``, then
+A predictions dir ``<exp>/predictions/<set>/`` holds ``heads.yaml`` and one file or dir per head:
+
+- class: a text file, header ``# utt label <class1> ... <classK>``, then
   ``<utt> <predicted-label> <p1> ... <pK>`` (posteriors, 6 decimals), sorted by utt;
-- frame-level: a dir with labels.ark + labels.scp (T x K per utt), label_names and
+- regression: a text file, header ``# utt <head>``, then ``<utt> <value>``;
+- frame_regression: a dir with labels.ark + labels.scp (T x K per utt), label_names and
   label_frame_shift: the format of reference labels, so scoring reads both alike.
 """
 
@@ -37,3 +40,19 @@ def write_frame_predictions(out_dir: str | Path, utts: list[str], outputs: list[
         (tmp / "labels.scp").write_text(scp, encoding="utf-8")
         (tmp / "label_names").write_text(" ".join(names) + "\n", encoding="utf-8")
         (tmp / "label_frame_shift").write_text(f"{label_frame_shift:g}\n", encoding="utf-8")
+
+
+def write_value_predictions(path: str | Path, utts: list[str], values: list[float], head: str) -> None:
+    """An utterance-level regression head: header ``# utt <head>``, rows ``<utt> <value>``, sorted by utt."""
+    with atomic_write(path) as f:
+        f.write(f"# utt {head}\n")
+        for utt, v in sorted(zip(utts, values), key=lambda x: x[0]):
+            f.write(f"{utt} {float(v):.6f}\n")
+
+
+def write_heads_spec(path: str | Path, heads: dict[str, dict]) -> None:
+    """``heads.yaml`` of a predictions dir: ``{head: {kind, labels, file}}`` (what ``emotk score`` reads)."""
+    import yaml
+
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(heads, sort_keys=False))

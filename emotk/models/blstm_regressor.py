@@ -18,8 +18,8 @@ from emotk.models.layers import MaskedLSTM
 
 @register("blstm_regressor")
 class BLSTMRegressor(nn.Module):
-    input_kind = "fbank"
-    output_kind = "frame_regression"
+    input_kinds = ("feats",)
+    output_kind = "frame"
 
     def __init__(self, input_dim: int, output_dim: int, hidden_size: int = 64, num_layers: int = 2,
                  dropout: float = 0.0):

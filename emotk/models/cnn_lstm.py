@@ -1,4 +1,4 @@
-"""2D CNN-LSTM of Zhao, Mao & Chen (2019), paper 004, section 3.3 and Table 2.
+"""2D CNN-LSTM (paper 004, section 3.3, Table 2) and 1D CNN-LSTM (section 3.2, Table 1) of Zhao, Mao & Chen (2019).
 
 The log-mel spectrogram is an image (frequency x time).  Four local feature learning blocks
 (LFLB: conv 3x3 stride 1 'same' -> batch norm -> ELU -> max-pool) with 64, 64, 128, 128 channels
@@ -31,7 +31,7 @@ from emotk.models.layers import MaskedLSTM, length_mask, pooled_lengths, pooled_
 def _positive_ints(name: str, values) -> list[int]:
     values = [values] if isinstance(values, int) else list(values)
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-        raise EmotkError(f"cnn_lstm2d: {name} must be positive integers, got {values!r}")
+        raise EmotkError(f"cnn_lstm: {name} must be positive integers, got {values!r}")
     return values
 
 
@@ -58,8 +58,8 @@ class LFLB(nn.Module):
 
 @register("cnn_lstm2d")
 class CnnLstm2d(nn.Module):
-    input_kind = "fbank"
-    output_kind = "class"
+    input_kinds = ("feats",)
+    output_kind = "utterance"
 
     def __init__(self, input_dim: int, output_dim: int, channels: Sequence[int] = (64, 64, 128, 128),
                  pools: Sequence[int] = (2, 4, 4, 4), kernel_size: int = 3, lstm_size: int = 256):
@@ -90,4 +90,61 @@ class CnnLstm2d(nn.Module):
         b, c, f, t = h.shape
         seq = h.permute(0, 3, 1, 2).reshape(b, t, c * f)
         _, last = self.lstm(seq, lengths)
+        return self.fc(last)
+
+
+class LFLB1d(nn.Module):
+    """1D local feature learning block on a waveform or any [B, C, T] sequence: conv (stride 1, 'same')
+    -> BN -> ELU -> max-pool (kernel = stride), with the same masking rules as the 2D block."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=1, padding=kernel_size // 2)
+        self.bn = nn.BatchNorm1d(out_channels)
+        self.act = nn.ELU()
+        self.pool = nn.MaxPool1d(pool, stride=pool, ceil_mode=True)
+        self.pool_size = pool
+
+    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.act(self.bn(self.conv(h)))
+        h = self.pool(h.masked_fill(~length_mask(lengths, h.shape[-1])[:, None, :], float("-inf")))
+        lengths = pooled_lengths(lengths, self.pool_size)
+        return h.masked_fill(~length_mask(lengths, h.shape[-1])[:, None, :], 0.0), lengths
+
+
+@register("cnn_lstm1d")
+class CnnLstm1d(nn.Module):
+    """1D CNN-LSTM of paper 004 (section 3.2, Table 1) on raw audio: four 1D LFLBs (kernel 3, pool 4;
+    64, 64, 128, 128 channels), an LSTM of 256 cells over the pooled sequence, a fully connected layer.
+    The paper feeds 8 s clips (``segments: {mode: pad_or_cut, length: 8.0}``)."""
+
+    input_kinds = ("wav", "feats")  # a waveform [B, T, 1], or any frame sequence as channels
+    output_kind = "utterance"
+
+    def __init__(self, input_dim: int, output_dim: int, channels: Sequence[int] = (64, 64, 128, 128),
+                 pools: Sequence[int] = (4, 4, 4, 4), kernel_size: int = 3, lstm_size: int = 256):
+        super().__init__()
+        channels = _positive_ints("channels", channels)
+        pools = _positive_ints("pools", pools)
+        (kernel_size,) = _positive_ints("kernel_size", kernel_size)
+        (lstm_size,) = _positive_ints("lstm_size", lstm_size)
+        if len(channels) != len(pools):
+            raise EmotkError(f"cnn_lstm1d: channels ({len(channels)}) and pools ({len(pools)}) need the same length")
+        if kernel_size % 2 == 0:
+            raise EmotkError(f"cnn_lstm1d: kernel_size must be odd for 'same' padding, got {kernel_size}")
+        blocks, c_in = [], input_dim
+        for c_out, pool in zip(channels, pools):
+            blocks.append(LFLB1d(c_in, c_out, kernel_size, pool))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.lstm = MaskedLSTM(c_in, lstm_size)
+        self.fc = nn.Linear(lstm_size, output_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, C]`` -> logits ``[B, K]``."""
+        lengths = lengths.to(x.device)
+        h = x.masked_fill(~length_mask(lengths, x.shape[1])[:, :, None], 0.0).transpose(1, 2)  # [B, C, T]
+        for block in self.blocks:
+            h, lengths = block(h, lengths)
+        _, last = self.lstm(h.transpose(1, 2), lengths)
         return self.fc(last)

@@ -20,8 +20,8 @@ from emotk.models.layers import MaskedLSTM, masked_mean
 
 @register("ldnn")
 class Ldnn(nn.Module):
-    input_kind = "fbank"  # any frame-level spectral features (log-mel or MFCC)
-    output_kind = "class"
+    input_kinds = ("feats",)
+    output_kind = "utterance"
 
     def __init__(self, input_dim: int, output_dim: int, lstm_size: int = 128, bidirectional: bool = True,
                  fc_sizes: Sequence[int] = (128, 32, 32), dropout: float = 0.2):

@@ -53,8 +53,8 @@ def _masked(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class _FrameRegressor(nn.Module):
     """Declares the model contract; every subclass has ``receptive_field()`` (frames, analytic)."""
 
-    input_kind = "fbank"
-    output_kind = "frame_regression"
+    input_kinds = ("feats",)
+    output_kind = "frame"
 
 
 @register("dilated_cnn")

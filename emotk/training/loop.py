@@ -1,115 +1,188 @@
-"""The training loop and the experiment dir it fills (CONVENTIONS section 3).
+"""``emotk train``: one training contract for every model, and the experiment dir it fills
+(CONVENTIONS section 3).
 
-``exp_dir/``: config.yaml (resolved), env.txt, train.log (regenerated from the checkpoint's
-history each epoch, so it always matches last.pt), checkpoints/{last,best}.pt, and ``done``
-once training has finished.  Every file is written atomically; last.pt is written after
-best.pt, so a run killed at any point resumes from a consistent state and, given the seed,
-ends with exactly the weights of an uninterrupted run (on the same device and thread count).
+The config names the model's inputs and heads (``emotk.config``); the data are streamed from the
+data dirs (``emotk.training.dataset``); each head has its loss, weight and metric
+(``emotk.training.heads``); a model may add auxiliary losses (weighted by ``train.aux_weights``);
+``train.head_order: random`` updates the heads one at a time in a random order per batch (paper
+003); early stopping watches ``train.select`` (one head's metric or their mean) on the valid set
+only. scikit-learn models take the same path up to the fit (``emotk.training.sklearn_fit``).
+
+``exp_dir/``: config.yaml (resolved), provenance/ (what the run was trained on: a finished run is
+reused only when it matches), env.txt, train.log (regenerated from the checkpoint's history each
+epoch, so it always matches last.pt), checkpoints/{last,best}.pt, and ``done`` once training has
+finished. Every file is written atomically; last.pt is written after best.pt, so a run killed at
+any point resumes from a consistent state and, given the seed, ends with exactly the weights of an
+uninterrupted run (on the same device and thread count).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 import yaml
 
 import emotk
-from emotk.config import resolve_task, save_config
+from emotk.config import resolve_config, save_config
+from emotk.data.datadir import DataDir, validate_data_dir
 from emotk.errors import EmotkError
 from emotk.fileio import write_text
-from emotk.metrics.classification import ua
-from emotk.metrics.regression import ccc
-from emotk.models import build_model, get_model_class
+from emotk.models import build_for_config, check_model, framework
 from emotk.training.checkpoint import load_checkpoint, save_checkpoint
-from emotk.data.datadir import DataDir
-from emotk.training.data import Batch, Dataset, eval_batches, load_dataset, num_batches, train_batches
+from emotk.training.dataset import SerDataset, loader, train_batches
 from emotk.training.expdir import env_text, exit_if_test_epoch, prepare_exp_dir
+from emotk.training.heads import HeadData, class_weights_of, head_loss, head_metric, load_head
+from emotk.training.inputs import open_sources, training_stats
+from emotk.training.predict import autocast, piece_outputs, resolve_device, utterance_outputs
 from emotk.training.provenance import build_record, write_record
-from emotk.training.losses import build_loss, inverse_frequency_weights
 from emotk.training.seeding import epoch_rng, get_rng_state, seed_everything, set_rng_state
 
-METRIC_NAME = {"class": "ua", "frame_regression": "ccc"}
+
+# Data ------------------------------------------------------------------------------------------
+
+def required_tables(cfg: dict) -> list[str]:
+    return [s["table"] for s in cfg["inputs"].values()] + [h["labels"] for h in cfg["heads"].values()]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EmotkError("train.device is 'cuda' but CUDA is not available (use 'auto' or 'cpu')")
-    return torch.device(name)
+def open_data(cfg: dict, path, heads_from: dict[str, HeadData] | None = None, global_stats: dict | None = None):
+    """``(data dir, sources, heads)`` of one set; class names / label dims from ``heads_from`` (training)."""
+    d = validate_data_dir(path, require=required_tables(cfg))
+    heads = {h: load_head(d, h, spec, heads_from[h].names if heads_from else None) for h, spec in cfg["heads"].items()}
+    return d, open_sources(d, cfg["inputs"], global_stats), heads
 
 
-def autocast(device: torch.device, enabled: bool):
-    """Mixed precision: float16 on CUDA (with a GradScaler), bfloat16 on CPU."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+def input_dims(sources: dict, utt: str) -> dict[str, tuple[str, int]]:
+    return {n: (s.kind, int(s.dim(utt))) for n, s in sources.items()}
 
 
-def forward_batches(model: torch.nn.Module, batches: Iterator[Batch], device: torch.device,
-                    amp: bool = False) -> Iterator[tuple[Batch, torch.Tensor]]:
-    """Eval-mode outputs (float32, on the CPU) of each batch."""
-    model.eval()
-    with torch.no_grad():
-        for batch in batches:
-            b = batch.to(device)
-            with autocast(device, amp):
-                out = model(b.x, b.lengths)
-            yield b, out.float()
+def check_sets(cfg: dict, train, valid) -> dict[str, tuple[str, int]]:
+    """Input dims (train and valid must agree) and frame-rate agreement of frame heads."""
+    (dt, st, ht), (dv, sv, _) = train, valid
+    dims = input_dims(st, dt.utts[0])
+    vdims = input_dims(sv, dv.utts[0])
+    for n in dims:
+        if dims[n] != vdims[n]:
+            raise EmotkError(f"{dv.path}: input {n!r} has {vdims[n][1]} dims after the pipeline, {dt.path} has {dims[n][1]}")
+    clock = next((s for s in st.values() if s.temporal), None)
+    for h, head in ht.items():
+        if head.kind != "frame_regression":
+            continue
+        if clock is None or not math.isclose(1 / clock.rate, head.label_frame_shift, rel_tol=1e-3):
+            shift = "no frame-level input" if clock is None else f"{1 / clock.rate:g} s per frame"
+            raise EmotkError(f"{dt.path}: head {h!r} has labels every {head.label_frame_shift:g} s, the input has "
+                             f"{shift}; set the input's stack so they match")
+    return dims
 
 
-def evaluate(model, ds: Dataset, loss_fn: Callable, batch_size: int, device: torch.device, amp: bool) -> tuple[float, float]:
-    """Valid loss (mean over utterances) and metric: UA, or CCC per label dim over all frames, averaged."""
-    total, outputs = 0.0, {}
-    for b, out in forward_batches(model, eval_batches(ds, batch_size), device, amp):
-        total += float(loss_fn(out, b.y, b.lengths)) * len(b.index)
-        for j, i in enumerate(b.index):
-            outputs[i] = out[j].argmax().item() if ds.kind == "class" else out[j, : b.lengths[j]].cpu().numpy()
-    n = len(ds.utts)
-    if ds.kind == "class":
-        ref = [ds.names[t] for t in ds.targets]
-        hyp = [ds.names[outputs[i]] for i in range(n)]
-        metric = ua(ref, hyp, ds.names)
-    else:
-        pred = np.concatenate([outputs[i] for i in range(n)])
-        ref = np.concatenate(ds.targets)
-        metric = float(np.mean([ccc(pred[:, k], ref[:, k]) for k in range(ref.shape[1])]))
-    return total / n, metric
+def _data_conf(train_dir: Path) -> dict:
+    """The feature configs recorded in the training dir's conf/ (needed to compute features for audio)."""
+    out = {}
+    for p in sorted((train_dir / "conf").glob("*.yaml")) if (train_dir / "conf").is_dir() else []:
+        try:
+            out[p.stem] = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise EmotkError(f"{p}: invalid YAML: {e}") from None
+    return out
+
+
+def model_meta(cfg: dict, train, dims: dict, global_stats: dict) -> dict:
+    """Everything inference needs besides the weights (stored in checkpoints and sklearn model dirs)."""
+    d, sources, heads = train
+    return {
+        "emotk_version": emotk.__version__,
+        "model": cfg["model"],
+        "inputs": {n: {**cfg["inputs"][n], "dim": dims[n][1], "rate": sources[n].rate if sources[n].temporal else None}
+                   for n in cfg["inputs"]},
+        "heads": {h: {**cfg["heads"][h], "names": head.names, "label_frame_shift": head.label_frame_shift}
+                  for h, head in heads.items()},
+        "segments": cfg["segments"],
+        "global_stats": {n: torch.from_numpy(np.asarray(s, dtype=np.float64)) for n, s in global_stats.items()},
+        "data_conf": _data_conf(d.path),
+    }
+
+
+# Training --------------------------------------------------------------------------------------
+
+def _select_name(cfg: dict, heads: dict[str, HeadData]) -> str:
+    """The name of the early-stopping metric: ``ua``/``ccc`` when every head shares it, else
+    ``<head>_<metric>`` or ``mean``."""
+    select = cfg["train"]["select"]
+    if select != "mean":
+        return f"{select}_{heads[select].metric}" if len(heads) > 1 else heads[select].metric
+    metrics = {h.metric for h in heads.values()}
+    return metrics.pop() if len(heads) == 1 else "mean"
 
 
 def _log_line(h: dict, metric: str) -> str:
+    per_head = "".join(f" valid_{k}={v:.6f}" for k, v in h.get("heads", {}).items())
     return (f"epoch={h['epoch']} train_loss={h['train_loss']:.6f} valid_loss={h['valid_loss']:.6f} "
-            f"valid_{metric}={h['valid_metric']:.6f} lr={h['lr']:.3g} seconds={h['seconds']:.1f}"
+            f"valid_{metric}={h['valid_metric']:.6f}{per_head} lr={h['lr']:.3g} seconds={h['seconds']:.1f}"
             + (" best" if h["best"] else ""))
 
 
-def _feature_config(train_dir: Path) -> dict | None:
-    p = train_dir / "conf" / "feats.yaml"
-    if not p.is_file():
-        return None
-    try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise EmotkError(f"{p}: invalid YAML: {e}") from None
+def _optimizer(model, tc: dict):
+    if tc["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    return torch.optim.SGD(model.parameters(), lr=tc["lr"], momentum=tc["momentum"], nesterov=tc["nesterov"],
+                           weight_decay=tc["weight_decay"])
 
 
-def check_model(name: str, params: dict, kind: str) -> None:
-    """Fail before loading any data: unknown model, unknown parameter, output kind unfit for the task."""
-    cls = get_model_class(name)
-    if getattr(cls, "output_kind", None) != kind:
-        raise EmotkError(f"model {name!r} produces {getattr(cls, 'output_kind', '?')!r} outputs, but task.kind is {kind!r}")
-    sig = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in sig.values()):
-        unknown = sorted((set(params) - set(sig)) | (set(params) & {"self", "input_dim", "output_dim"}))
-        if unknown:
-            known = ", ".join(k for k in sig if k not in ("self", "input_dim", "output_dim"))
-            raise EmotkError(f"model {name!r}: unknown parameter {unknown[0]!r} in model.params (known: {known})")
+class Step:
+    """One optimization step on a batch: forward, weighted head losses + auxiliary losses, backward."""
+
+    def __init__(self, model, opt, scaler, losses: dict, weights: dict, aux_weights: dict, tc: dict,
+                 device: torch.device, amp: bool, clock: str | None, exp: Path, model_name: str):
+        self.model, self.opt, self.scaler, self.losses, self.weights = model, opt, scaler, losses, weights
+        self.aux_weights, self.tc, self.device, self.amp, self.clock = aux_weights, tc, device, amp, clock
+        self.exp, self.model_name = exp, model_name
+
+    def __call__(self, b, heads: list[str], epoch: int) -> float:
+        with autocast(self.device, self.amp):
+            out, aux = self.model(b.inputs, b.lengths)
+        frames = b.lengths[self.clock] if self.clock else None
+        loss = 0.0
+        for h in heads:
+            y = b.targets[h]
+            if y.dim() == 3 and out[h].shape[:2] != y.shape[:2]:
+                raise EmotkError(f"model {self.model_name!r} returned {tuple(out[h].shape)} for head {h!r}, "
+                                 f"frame regression needs [B, T, K] with the input's T ({tuple(y.shape)})")
+            loss = loss + self.weights[h] * self.losses[h](out[h], y, frames)
+        for name, value in aux.items():
+            loss = loss + self.aux_weights.get(name, 1.0) * value
+        if not torch.isfinite(loss):
+            raise EmotkError(f"{self.exp}: training diverged in epoch {epoch} (loss {loss.item()}); lower train.lr")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.tc["grad_clip"]:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc["grad_clip"])
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return float(loss.item())
+
+
+def validate(model, valid_ds: SerDataset, losses: dict, cfg: dict, device, amp) -> tuple[float, float, dict]:
+    """``(valid loss, selection metric, {<head>_<metric>: value})`` on the valid set."""
+    heads = valid_ds.heads
+    kinds = {h: head.kind for h, head in heads.items()}
+    tc = cfg["train"]
+    outs, head_losses = piece_outputs(model, valid_ds, kinds, tc["batch_size"], device, amp, tc["num_workers"], losses)
+    per_utt = utterance_outputs(valid_ds, outs, kinds)
+    refs = {}
+    for h, head in heads.items():
+        if head.kind == "frame_regression":
+            refs[h] = {u: head.frames(valid_ds.d, u)[: len(per_utt[h][u])] for u in valid_ds.utts}
+    metrics = {h: head_metric(head, valid_ds.utts, per_utt[h], refs.get(h)) for h, head in heads.items()}
+    select = tc["select"]
+    value = float(np.mean(list(metrics.values()))) if select == "mean" else metrics[select]
+    loss = sum(head.spec["weight"] * head_losses[h] for h, head in heads.items())
+    return loss, value, {f"{h}_{heads[h].metric}": m for h, m in metrics.items()}
 
 
 def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str | Path, *, resume: bool = False,
@@ -117,60 +190,67 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
           log: Callable[[str], None] = print) -> dict | None:
     """Train ``cfg`` (as from ``emotk.config.load_config``) and fill ``exp_dir``.
 
-    Returns the ``done`` summary, or None when the exp dir was already done.
+    Returns the ``done`` summary, or None when the exp dir already holds this run, finished.
     """
     exp = Path(exp_dir)
-    cfg = {**cfg, "task": resolve_task(cfg)}
-    check_model(cfg["model"]["name"], cfg["model"]["params"], cfg["task"]["kind"])
+    cfg = resolve_config(cfg)
+    check_model(cfg["model"], {n: s["kind"] for n, s in cfg["inputs"].items()},
+                {h: s["kind"] for h, s in cfg["heads"].items()})
     record = build_record(cfg, train_dir, valid_dir)
     if not prepare_exp_dir(exp, cfg, record, resume=resume, overwrite=overwrite, on_mismatch=on_mismatch, log=log):
         return None
-    tc, fc, task = cfg["train"], cfg["features"], cfg["task"]
+    tc = cfg["train"]
     torch.set_num_threads(tc["num_threads"])
+    d = DataDir(train_dir)
+    global_stats = training_stats(d, cfg["inputs"], d.utts)  # the 'global' scope: training data only
+    train_set = open_data(cfg, train_dir, global_stats=global_stats)
+    valid_set = open_data(cfg, valid_dir, heads_from=train_set[2], global_stats=global_stats)
+    dims = check_sets(cfg, train_set, valid_set)
+    d_train, _, heads = train_set
+    log(f"train: {len(d_train.utts)} utterances from {train_dir}; valid: {len(valid_set[0].utts)} from {valid_dir}; "
+        f"inputs {', '.join(f'{n} ({k}, {dim})' for n, (k, dim) in dims.items())}; heads "
+        + "; ".join(f"{h} ({head.kind} over {' '.join(head.names)})" for h, head in heads.items()))
+    meta = model_meta(cfg, train_set, dims, global_stats)
+    if framework(cfg["model"]["name"]) == "sklearn":
+        from emotk.training.sklearn_fit import fit_sklearn
+
+        return fit_sklearn(cfg, train_set, valid_set, exp, meta, record, command, log)
+    return _train_torch(cfg, train_set, valid_set, dims, meta, record, exp, resume, command, log)
+
+
+def _start_exp_dir(exp: Path, cfg: dict, record: dict, train_set, valid_set, command: str) -> None:
+    save_config(cfg, exp / "config.yaml")
+    write_text(exp / "env.txt", env_text(command))
+    write_record(exp, record, train_set[0].utt2spk, valid_set[0].utt2spk)
+
+
+def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resume: bool, command: str, log):
+    tc = cfg["train"]
+    d_train, _, heads = train_set
     device = resolve_device(tc["device"])
     amp = bool(tc["amp"]) and device.type == "cuda"
     if tc["amp"] and not amp:
         log("train.amp ignored: mixed precision is used on CUDA only")
-
-    mc = cfg["model"]
-    train_ds = load_dataset(train_dir, fc, task)
-    frame_shift = DataDir(train_dir).frame_shift * fc["stack"]
-    valid_ds = load_dataset(valid_dir, fc, task, names=train_ds.names, feature_frame_shift=frame_shift)
-    if valid_ds.input_dim != train_ds.input_dim:
-        raise EmotkError(f"{valid_dir}: features have {valid_ds.input_dim} dims after the pipeline, "
-                         f"{train_dir} has {train_ds.input_dim}")
-    log(f"train: {len(train_ds.utts)} utterances from {train_dir}; valid: {len(valid_ds.utts)} from {valid_dir}; "
-        f"{task['kind']} over {' '.join(train_ds.names)}; input dim {train_ds.input_dim}")
+    train_ds = SerDataset(*train_set, cfg["segments"])
+    valid_ds = SerDataset(*valid_set, cfg["segments"])
+    if cfg["segments"]["mode"] != "none":
+        log(f"segments ({cfg['segments']['mode']}): {len(train_ds)} training pieces of {len(train_ds.utts)} "
+            f"utterances, {len(valid_ds)} valid pieces")
 
     seed_everything(tc["seed"])
-    model = build_model(mc["name"], train_ds.input_dim, len(train_ds.names), **mc["params"])
-    model.to(device)
-    weights = None
-    if task["kind"] == "class" and task["class_weights"]:
-        weights = inverse_frequency_weights(train_ds.counts)
-    loss_fn = build_loss(task["loss"], weights)
-    if tc["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=tc["lr"], momentum=0.9, weight_decay=tc["weight_decay"])
+    model = build_for_config(cfg["model"], dims, {h: (head.kind, head.dim) for h, head in heads.items()}).to(device)
+    losses = {h: head_loss(head, class_weights_of(head, d_train.utts)) for h, head in heads.items()}
+    weights = {h: float(head.spec["weight"]) for h, head in heads.items()}
+    opt = _optimizer(model, tc)
     scheduler = None
     if tc["scheduler"] == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=tc["scheduler_factor"], patience=tc["scheduler_patience"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    clock = train_ds.clock.name if train_ds.clock is not None else None
+    step = Step(model, opt, scaler, losses, weights, tc["aux_weights"], tc, device, amp, clock, exp, cfg["model"]["name"])
+    metric_name = _select_name(cfg, heads)
 
-    meta = {
-        "emotk_version": emotk.__version__,
-        "model": {"name": mc["name"], "params": mc["params"], "input_dim": train_ds.input_dim,
-                  "output_dim": len(train_ds.names)},
-        "task": {"kind": task["kind"], "names": train_ds.names, "label_file": task["label_file"],
-                 "loss": task["loss"]},
-        "features": dict(fc),
-        "feature_config": _feature_config(Path(train_dir)),
-        "frame_shift": frame_shift,
-        "label_frame_shift": train_ds.label_frame_shift,
-    }
-    metric_name = METRIC_NAME[task["kind"]]
     state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
     last = exp / "checkpoints" / "last.pt"
     if resume and last.is_file():
@@ -190,48 +270,36 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
     else:
         if resume:
             log(f"{exp}: no checkpoint to resume from, starting from scratch")
-        save_config(cfg, exp / "config.yaml")
-        write_text(exp / "env.txt", env_text(command))
-        write_record(exp, record, DataDir(train_dir).utt2spk, DataDir(valid_dir).utt2spk)
+        _start_exp_dir(exp, cfg, record, train_set, valid_set, command)
     (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
 
-    show_bar = sys.stderr.isatty()
+    head_names = list(heads)
+    pin = device.type == "cuda"
     while state["epoch"] < tc["epochs"] and state["bad_epochs"] < tc["patience"]:
         epoch = state["epoch"] + 1
         t0 = time.time()
         model.train()
         rng = epoch_rng(tc["seed"], epoch)
-        batches = train_batches(train_ds, tc["batch_size"], rng, fc["max_frames"])
+        batches = train_batches(train_ds, tc["batch_size"], rng, tc["max_frames"])
+        stream = loader(train_ds, batches, tc["num_workers"], pin)
         bar = None
-        if show_bar:
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = batches = tqdm(batches, total=num_batches(train_ds, tc["batch_size"]), desc=f"epoch {epoch}",
-                                 leave=False, file=sys.stderr)
+            bar = stream = tqdm(stream, total=len(batches), desc=f"epoch {epoch}", leave=False, file=sys.stderr)
         total = 0.0
-        for batch in batches:
+        for batch in stream:
             b = batch.to(device)
-            with autocast(device, amp):
-                out = model(b.x, b.lengths)
-            if task["kind"] == "frame_regression" and out.shape[:2] != b.y.shape[:2]:
-                raise EmotkError(f"model {mc['name']!r} returned {tuple(out.shape)} for input {tuple(b.x.shape)}: "
-                                 f"frame regression needs [B, T, K] with the input's T")
-            loss = loss_fn(out, b.y, b.lengths)
-            if not torch.isfinite(loss):
-                raise EmotkError(f"{exp}: training diverged in epoch {epoch} (loss {loss.item()}); lower train.lr")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if tc["grad_clip"]:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-            scaler.step(opt)
-            scaler.update()
-            total += loss.item() * len(b.index)
+            if tc["head_order"] == "random" and len(head_names) > 1:
+                loss = sum(step(b, [head_names[k]], epoch) for k in rng.permutation(len(head_names)))
+            else:
+                loss = step(b, head_names, epoch)
+            total += loss * len(b.index)
             if bar is not None:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{loss:.4f}")
         if bar is not None:
             bar.close()
-        valid_loss, metric = evaluate(model, valid_ds, loss_fn, tc["batch_size"], device, amp)
+        valid_loss, metric, per_head = validate(model, valid_ds, losses, cfg, device, amp)
         improved = metric > state["best_metric"]
         lr = opt.param_groups[0]["lr"]
         if scheduler is not None:
@@ -240,8 +308,9 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best_metric"], state["best_epoch"] = metric, epoch
-        state["history"].append({"epoch": epoch, "train_loss": total / len(train_ds.utts), "valid_loss": valid_loss,
-                                 "valid_metric": metric, "lr": lr, "seconds": time.time() - t0, "best": improved})
+        state["history"].append({"epoch": epoch, "train_loss": total / len(train_ds), "valid_loss": valid_loss,
+                                 "valid_metric": metric, "heads": per_head if len(heads) > 1 else {}, "lr": lr,
+                                 "seconds": time.time() - t0, "best": improved})
         if improved:
             save_checkpoint({"model": model.state_dict(), "meta": meta, "epoch": epoch, "metric": metric},
                             exp / "checkpoints" / "best.pt")
@@ -257,6 +326,9 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
                "epochs": state["epoch"], "stopped_early": stopped_early}
     if stopped_early:
         log(f"early stop after epoch {state['epoch']}: no better valid {metric_name} for {tc['patience']} epochs")
+    else:
+        log(f"stopped at the epoch cap ({tc['epochs']}) after {state['bad_epochs']} epochs without a better valid "
+            f"{metric_name}: the run may not have converged")
     write_text(exp / "done", yaml.safe_dump(summary, sort_keys=False))
     log(f"{exp}: done; best valid {metric_name} {state['best_metric']:.4f} at epoch {state['best_epoch']}")
     return summary

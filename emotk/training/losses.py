@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from emotk.models.layers import length_mask
-
-Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 def inverse_frequency_weights(counts: Sequence[int]) -> torch.Tensor:
     """``N / (K * n_c)`` per class (1 for balanced data); 0 for a class with no training example."""
@@ -40,12 +37,3 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) ->
     p, t = _valid_frames(pred, target, lengths)
     return F.mse_loss(p, t)
 
-
-def build_loss(name: str, class_weights: torch.Tensor | None = None) -> Loss:
-    """``loss(output, target, lengths)``: ``ce`` on logits ``[B, K]``, ``ccc``/``mse`` on ``[B, T, K]``."""
-    if name == "ce":
-        def ce(logits, target, lengths):
-            w = class_weights.to(logits.device) if class_weights is not None else None
-            return F.cross_entropy(logits.float(), target, weight=w)
-        return ce
-    return {"ccc": ccc_loss, "mse": mse_loss}[name]

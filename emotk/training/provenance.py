@@ -21,6 +21,7 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import yaml
 
 import emotk
@@ -79,7 +80,7 @@ def _hash_matrices(d: DataDir, table: str, keys: list[str], h) -> None:
     Uncompressed binary Kaldi matrices (``FM``/``DM``) are read as raw bytes, one open file per
     archive; anything else goes through the ark reader and hashes the same fields.
     """
-    from emotk.data.ark import read_matrix
+    from emotk.data.ark import read_entry
 
     scp = d.table(table)
     handles: dict[str, object] = {}
@@ -99,11 +100,11 @@ def _hash_matrices(d: DataDir, table: str, keys: list[str], h) -> None:
                         raise EmotkError(f"{d.path / table}: {key!r}: cannot open {path}: {e.strerror}") from None
                 data = _raw_matrix(f, int(offset))
             if data is None:
-                import numpy as np
-
-                mat = np.ascontiguousarray(read_matrix(spec))
+                mat = np.ascontiguousarray(read_entry(spec))
                 data = ("FM" if mat.dtype == np.float32 else str(mat.dtype), mat.shape, mat.tobytes())
             kind, shape, raw = data
+            if kind in ("FM", "DM") and not np.isfinite(np.frombuffer(raw, np.float32 if kind == "FM" else np.float64)).all():
+                raise EmotkError(f"{d.path / table}: {key!r} has NaN or infinite values")
             h.update(f"{key} {kind} {' '.join(map(str, shape))}\n".encode())
             h.update(raw)
     finally:
@@ -251,15 +252,15 @@ def build_record(cfg: Mapping, train_dir: str | Path, valid_dir: str | Path) -> 
     return {
         "format": FORMAT,
         "emotk_version": emotk.__version__,
-        "seed": cfg["train"]["seed"],
         "protocol": None if protocol is None else {k: protocol[k] for k in ("name", "speaker_independent", "fold")},
         "train": _set_summary(dirs["train"], heads),
         "valid": _set_summary(dirs["valid"], heads),
         "selection": {"set": "valid", "speakers": dirs["valid"].speakers, "utterances": len(dirs["valid"].utts)},
+        "normalization": {name: spec["norm"] for name, spec in inputs.items()},
         "inputs": {name: {part: _input_digest(dirs[part], spec) for part in ("train", "valid")}
                    for name, spec in inputs.items()},
-        "normalization": {name: spec["norm"] for name, spec in inputs.items()},
         "feature_config": feature_config,
+        "seed": cfg["train"]["seed"],
         "config": compared_config(cfg),
         "checks": checks,
         INFO: {"train_dir": str(dirs["train"].path.resolve()), "valid_dir": str(dirs["valid"].path.resolve()),
@@ -273,7 +274,7 @@ def first_difference(old, new, prefix: str = "") -> str | None:
         old = {k: v for k, v in old.items() if k != INFO}
         new = {k: v for k, v in new.items() if k != INFO}
     if isinstance(old, dict) and isinstance(new, dict):
-        for k in sorted(set(old) | set(new), key=str):
+        for k in list(new) + [k for k in old if k not in new]:  # the record's order: the most telling field first
             d = first_difference(old.get(k), new.get(k), f"{prefix}{k}.")
             if d:
                 return d

@@ -1,0 +1,34 @@
+"""The uniform interface the trainer drives: ``forward(inputs, lengths) -> ({head: out}, {aux: loss})``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class HeadsAdapter(nn.Module):
+    """A simple model (one input, one output tensor) whose outputs are split into the heads' outputs,
+    in the config's order."""
+
+    def __init__(self, net: nn.Module, input_name: str, head_dims: dict[str, int]):
+        super().__init__()
+        self.net, self.input_name, self.head_dims = net, input_name, dict(head_dims)
+
+    def forward(self, inputs, lengths):
+        out = self.net(inputs[self.input_name], lengths[self.input_name])
+        parts, start = {}, 0
+        for head, dim in self.head_dims.items():
+            parts[head] = out[..., start: start + dim]
+            start += dim
+        return parts, {}
+
+
+class NativeAdapter(nn.Module):
+    """A native model, its optional auxiliary losses always returned as a dict."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, inputs, lengths):
+        out = self.net(inputs, lengths)
+        return out if isinstance(out, tuple) else (out, {})
