@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from emotk.data.datadir import validate_data_dir, write_data_dir
-from emotk.data.split import check_speaker_disjoint, plan_folds, read_folds, split_data_dir
+from emotk.data.datadir import validate_data_dir, write_data_dir, write_table
+from emotk.data.split import check_fold, check_speaker_disjoint, plan_folds, read_folds, split_data_dir
 from emotk.errors import EmotkError
 
 EMOS = ["anger", "boredom", "neutral", "sadness"]
@@ -47,9 +47,22 @@ def test_loso_folds_are_speaker_disjoint_and_cover_everyone(tmp_path):
     assert read_folds(tmp_path / "folds") == names
 
 
+def assert_disjoint(d, fold):
+    """Independent of the split's own check: no utterance and no speaker in two parts."""
+    spk = d.utt2spk
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        assert not (fold[a] & fold[b]), (a, b)
+        assert not ({spk[u] for u in fold[a]} & {spk[u] for u in fold[b]}), (a, b)
+
+
 def test_kfold_balances_and_is_disjoint(tmp_path):
     d = labelled_dir(tmp_path)
     folds = plan_folds(d, "kfold", k=3, seed=1)
+    for f in folds.values():
+        assert_disjoint(d, f)
+        assert f["valid"] and f["meta"]["checks"]["speakers"] == {"parts": "train valid test", "result": "disjoint"}
+    tested = sorted(u for f in folds.values() for u in f["test"])
+    assert tested == sorted(d.utts)  # every utterance tested exactly once
     test_spks = [f["meta"]["test_speakers"] for f in folds.values()]
     assert sorted(s for group in test_spks for s in group) == d.speakers
     sizes = [len(f["test"]) for f in folds.values()]
@@ -108,3 +121,75 @@ def test_single_utterance_speaker_is_fine(tmp_path):
     assert folds["loso-a"]["test"] == {"a_1"}
     with pytest.raises(EmotkError, match="at least 3 speakers"):
         plan_folds(write_data_dir(tmp_path / "e", {"utt2spk": {"a_1": "a", "b_1": "b"}}), "loso")
+
+
+def test_two_valid_speakers(tmp_path):
+    d = labelled_dir(tmp_path)
+    split_data_dir(d.path, tmp_path / "folds", "loso", n_valid_speakers=2)
+    meta = yaml.safe_load((tmp_path / "folds/loso-00/fold.yaml").read_text())
+    assert meta["valid_speakers"] == ["01", "02"] and len(meta["train_speakers"]) == 3
+    assert speakers(tmp_path / "folds/loso-00/valid") == {"01", "02"}
+    assert meta["checks"]["utterances"]["result"] == "disjoint" and meta["checks"]["speakers"]["result"] == "disjoint"
+
+
+def with_texts(tmp_path, n_spk=5, texts=("a01", "a02", "a04", "b01", "b02", "b03")):
+    """Every speaker speaks every sentence with every emotion (EmoDB's design)."""
+    tables = {"utt2spk": {}, "utt2emo": {}, "utt2text": {}}
+    for s in range(n_spk):
+        for t in texts:
+            for emo in EMOS[:2]:
+                utt = f"{s:02d}{t}{emo[0].upper()}a"
+                tables["utt2spk"][utt], tables["utt2emo"][utt], tables["utt2text"][utt] = f"{s:02d}", emo, t
+    return write_data_dir(tmp_path / "all", tables)
+
+
+def test_speaker_and_text_independent_loso(tmp_path):
+    d = with_texts(tmp_path)
+    folds = plan_folds(d, "loso", text_folds=2, seed=0)
+    assert list(folds)[:2] == ["loso-00-text1", "loso-00-text2"] and len(folds) == 10
+    utt2text = {u: u[2:5] for u in d.utts}
+    tested = []
+    for name, f in folds.items():
+        assert_disjoint(d, f)
+        test_texts = {utt2text[u] for u in f["test"]}
+        assert test_texts == set(f["meta"]["test_texts"]) and len(test_texts) == 3
+        assert not test_texts & {utt2text[u] for u in f["train"] | f["valid"]}
+        # only sentences in test are dropped: each train speaker keeps its 3 other sentences x 2 emotions
+        assert len(f["train"]) == 3 * 6 and f["meta"]["dropped"]["train"] == 3 * 6
+        assert f["meta"]["text_independent"] is True and f["meta"]["checks"]["texts"]["result"] == "disjoint"
+        tested += f["test"]
+    assert sorted(tested) == sorted(d.utts)  # each utterance tested once
+    split_data_dir(d.path, tmp_path / "folds", "loso", text_folds=2)
+    meta = yaml.safe_load((tmp_path / "folds/loso-01-text2/fold.yaml").read_text())
+    assert meta["dropped"]["train"] == 18 and meta["counts"]["train"] == 18 and meta["checks"]["texts"]
+    with pytest.raises(EmotkError, match="missing utt2text"):
+        plan_folds(labelled_dir(tmp_path / "x"), "loso", text_folds=2)
+
+
+def test_text_overlap_is_refused_by_the_check():
+    utt2spk = {"a_1": "a", "b_1": "b", "c_1": "c"}
+    parts = {"train": {"a_1"}, "valid": {"b_1"}, "test": {"c_1"}}
+    with pytest.raises(EmotkError, match="'b_1' in valid has the test sentence 't1'"):
+        check_fold(parts, utt2spk, True, {"a_1": "t2", "b_1": "t1", "c_1": "t1"})
+    with pytest.raises(EmotkError, match="utterance 'a_1' is in both train and test"):
+        check_fold({"train": {"a_1"}, "valid": set(), "test": {"a_1", "c_1"}}, utt2spk, False)
+
+
+def test_leave_one_group_out(tmp_path):
+    d = labelled_dir(tmp_path)  # speakers 00..05
+    session = {u: f"Ses{int(s) // 2 + 1}" for u, s in d.utt2spk.items()}
+    write_table(d.path / "utt2session", session)
+    folds = plan_folds(d, "logo", groups="utt2session")
+    assert list(folds) == ["logo-Ses1", "logo-Ses2", "logo-Ses3"]
+    f = folds["logo-Ses1"]
+    assert f["meta"]["test_speakers"] == ["00", "01"] and f["meta"]["valid_speakers"] == ["02"]
+    assert f["meta"]["test_group"] == "Ses1" and f["meta"]["groups"] == "utt2session"
+    for f in folds.values():
+        assert_disjoint(d, f)
+        assert {session[u] for u in f["test"]} == {f["meta"]["test_group"]}
+    write_table(d.path / "spk2session", {s: f"g{int(s) % 3}" for s in d.speakers})
+    assert list(plan_folds(d, "logo", groups="spk2session")) == ["logo-g0", "logo-g1", "logo-g2"]
+    session["00_anger_0"] = "Ses2"  # speaker 00 in two sessions
+    write_table(d.path / "utt2session", session)
+    with pytest.raises(EmotkError, match="speaker '00' is in groups 'Ses1' and 'Ses2'"):
+        plan_folds(d, "logo", groups="utt2session")

@@ -92,9 +92,12 @@ def combine_data_dir_cmd(
 def split_data_dir_cmd(
     data_dir: Path = typer.Argument(..., help="Data dir to split."),
     out_dir: Path = typer.Argument(..., help="Folds dir to write (replaced): <out>/<fold>/{train,valid,test}."),
-    protocol: str = typer.Option("loso", "--protocol", help="loso | kfold | lists | random (speaker-dependent)."),
+    protocol: str = typer.Option("loso", "--protocol", help="loso | kfold | lists | logo (leave one group out) | random (speaker-dependent)."),
     k: int = typer.Option(5, "--k", help="kfold: number of speaker-disjoint folds."),
-    valid_speakers_n: int = typer.Option(1, "--num-valid-speakers", help="loso/kfold: speakers held out of train for model selection."),
+    valid_speakers_n: int = typer.Option(1, "--num-valid-speakers", help="loso/kfold/logo: speakers held out of train as the valid set (model selection); 2 or more make early stopping less noisy."),
+    groups: Optional[str] = typer.Option(None, "--groups", help="logo: the grouping table in the data dir, utt2<group> or spk2<group> (e.g. utt2session)."),
+    text_independent: bool = typer.Option(False, "--text-independent", help="Also text-independent (corpora with fixed sentences, needs utt2text): no test sentence in train or valid; train/valid utterances with a test sentence are dropped and counted."),
+    text_folds: int = typer.Option(2, "--text-folds", help="--text-independent: sentence groups each speaker fold is split into."),
     train_speakers: Optional[str] = typer.Option(None, "--train-speakers", help="lists: a,b,c or @file."),
     valid_speakers: Optional[str] = typer.Option(None, "--valid-speakers", help="lists: a,b,c or @file."),
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", help="lists: a,b,c or @file."),
@@ -103,9 +106,9 @@ def split_data_dir_cmd(
     repeats: int = typer.Option(1, "--repeats", help="random: number of random splits."),
     seed: int = typer.Option(0, "--seed"),
 ):
-    """Write evaluation folds. Speaker-independent protocols refuse speaker overlap.
+    """Write evaluation folds, each checked by code (utterances, speakers, sentences disjoint) with the checks recorded in <fold>/fold.yaml. Speaker-independent protocols refuse speaker overlap.
 
-    Example: emotk split-data-dir data/emodb/all data/emodb/folds/loso --protocol loso
+    Example: emotk split-data-dir data/emodb/all data/emodb/folds/loso-ti --protocol loso --text-independent --num-valid-speakers 2
     """
     from emotk.data.split import split_data_dir
 
@@ -113,8 +116,9 @@ def split_data_dir_cmd(
         data_dir, out_dir, protocol, k=k, n_valid_speakers=valid_speakers_n, test_fraction=test_fraction,
         valid_fraction=valid_fraction, repeats=repeats, seed=seed,
         train_speakers=_id_list(train_speakers) or (), valid_speakers=_id_list(valid_speakers) or (),
-        test_speakers=_id_list(test_speakers) or ())
-    log(f"{out_dir}: {len(names)} folds ({protocol}): {' '.join(names)}")
+        test_speakers=_id_list(test_speakers) or (), groups=groups,
+        text_folds=text_folds if text_independent else None)
+    log(f"{out_dir}: {len(names)} folds ({protocol}{', text-independent' if text_independent else ''}): {' '.join(names)}")
 
 
 @app.command("export-lhotse")

@@ -1,13 +1,23 @@
 """Evaluation protocols as fold dirs: ``<out>/<fold>/{train,valid,test}`` subset data dirs.
 
-Speaker-independent protocols (leave-one-speaker-out, k-fold over speakers, explicit
-speaker lists) are checked for speaker overlap and refuse it.  The speaker-dependent
-random split is named as such (``sd-random-*``) and marked in ``fold.yaml``, so a
-report can never pass it off as speaker-independent.
+Protocols: ``loso`` (leave one speaker out), ``kfold`` (speaker groups), ``lists`` (explicit
+speakers), ``logo`` (leave one group out over a named grouping: a ``utt2<group>`` or
+``spk2<group>`` table, e.g. IEMOCAP sessions) and ``random`` (speaker-dependent, named
+``sd-random-*``).  The speaker protocols hold out ``n_valid_speakers`` speakers of the training
+side as the valid set (model selection).
 
-Each fold dir holds ``fold.yaml``: protocol, whether it is speaker-independent, the
-seed and the speakers of every part.  ``<out>/folds.txt`` lists the folds and is written
-last: a split interrupted half-way has no folds.txt and is redone, never reused.
+Text independence (``text_folds``, for corpora with fixed sentences, from ``utt2text``): each
+speaker fold is split further by sentence groups; fold ``<fold>-text<g>`` tests the test
+speakers' utterances of the sentences in group ``g`` and trains/validates on the other speakers'
+utterances of the other sentences.  Utterances of train and valid speakers with a test sentence
+are dropped (counted in fold.yaml ``dropped``); every utterance is tested exactly once.
+
+Every fold is checked by code before anything is written: no utterance in two parts; no
+speaker in two parts unless the protocol is speaker-dependent; no test sentence in train or
+valid for text-independent folds.  A failed check refuses the split; the checks and their
+results are recorded in ``fold.yaml`` (``checks``), beside the protocol, the seed and the
+speakers of every part.  ``<out>/folds.txt`` lists the folds and is written last: a split
+interrupted half-way has no folds.txt and is redone, never reused.
 """
 
 from __future__ import annotations
@@ -19,11 +29,11 @@ from typing import Sequence
 
 import yaml
 
-from emotk.data.datadir import DataDir, _copy_filtered, validate_data_dir
+from emotk.data.datadir import DataDir, _copy_filtered, read_table, validate_data_dir
 from emotk.errors import EmotkError
 from emotk.fileio import atomic_dir, write_text
 
-PROTOCOLS = ("loso", "kfold", "lists", "random")
+PROTOCOLS = ("loso", "kfold", "lists", "logo", "random")
 
 
 def check_speaker_disjoint(parts: dict[str, set[str]], utt2spk: dict[str, str]) -> None:
@@ -82,22 +92,99 @@ def _stratified_split(utts: list[str], labels: dict[str, str] | None, fractions:
     return parts
 
 
+def check_fold(parts: dict[str, set[str]], utt2spk: dict[str, str], speaker_independent: bool,
+               utt2text: dict[str, str] | None = None) -> dict:
+    """Check a fold's parts and return what was checked with the result; raise on a violation."""
+    if speaker_independent:  # first: a shared speaker is the more telling message
+        check_speaker_disjoint(parts, utt2spk)
+    seen: dict[str, str] = {}
+    for part, utts in parts.items():
+        for u in sorted(utts):
+            if u in seen:
+                raise EmotkError(f"utterance {u!r} is in both {seen[u]} and {part}: utterance overlap refused")
+            seen[u] = part
+    checks = {"utterances": {"parts": "train valid test", "result": "disjoint"}}
+    if speaker_independent:
+        checks["speakers"] = {"parts": "train valid test", "result": "disjoint"}
+    else:
+        shared = set(utt2spk[u] for u in parts["test"]) & set(utt2spk[u] for p in ("train", "valid") for u in parts[p])
+        checks["speakers"] = {"parts": "train valid test", "result": f"{len(shared)} shared (speaker-dependent protocol)"}
+    if utt2text is not None:
+        test_texts = {utt2text[u] for u in parts["test"]}
+        for part in ("train", "valid"):
+            bad = sorted(u for u in parts[part] if utt2text[u] in test_texts)
+            if bad:
+                raise EmotkError(f"utterance {bad[0]!r} in {part} has the test sentence {utt2text[bad[0]]!r}: text overlap refused")
+        checks["texts"] = {"parts": "train valid vs test", "result": "disjoint"}
+    return checks
+
+
+def _speaker_groups(d: DataDir, groups: str) -> dict[str, str]:
+    """Speaker -> group from a ``spk2<group>`` or ``utt2<group>`` table; a speaker must be in one group."""
+    if not (groups.startswith("spk2") or groups.startswith("utt2")):
+        raise EmotkError(f"--groups {groups}: name a spk2<group> or utt2<group> table of {d.path}")
+    d.require(groups, hint="the grouping of leave-one-group-out")
+    table = read_table(d.path / groups, parse=str)
+    if groups.startswith("spk2"):
+        missing = sorted(set(d.speakers) - set(table))
+        if missing:
+            raise EmotkError(f"{d.path / groups}: speaker {missing[0]!r} has no group")
+        return {s: table[s] for s in d.speakers}
+    out: dict[str, str] = {}
+    for u, s in d.utt2spk.items():
+        if u not in table:
+            raise EmotkError(f"{d.path / groups}: utterance {u!r} has no group")
+        if out.setdefault(s, table[u]) != table[u]:
+            raise EmotkError(f"{d.path / groups}: speaker {s!r} is in groups {out[s]!r} and {table[u]!r} "
+                             f"(utterance {u!r}): leave-one-group-out needs each speaker in one group")
+    return out
+
+
+def _text_groups(texts: list[str], n: int, seed: int) -> list[list[str]]:
+    if not 2 <= n <= len(texts):
+        raise EmotkError(f"text-independent folds need 2 <= text folds <= number of sentences ({len(texts)}), got {n}")
+    order = sorted(texts)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[i::n]) for i in range(n)]
+
+
 def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int = 1,
                test_fraction: float = 0.2, valid_fraction: float = 0.1, repeats: int = 1, seed: int = 0,
                train_speakers: Sequence[str] = (), valid_speakers: Sequence[str] = (),
-               test_speakers: Sequence[str] = ()) -> dict[str, dict]:
-    """Return ``{fold_name: {"train": utts, "valid": utts, "test": utts, "meta": {...}}}``."""
+               test_speakers: Sequence[str] = (), groups: str | None = None,
+               text_folds: int | None = None) -> dict[str, dict]:
+    """Return ``{fold_name: {"train": utts, "valid": utts, "test": utts, "meta": {...}}}``, checked."""
     spks = d.speakers
     spk_counts = Counter(d.utt2spk.values())
+    utt2text = None
+    if text_folds is not None:
+        if protocol == "random":
+            raise EmotkError("text-independent folds need a speaker protocol (loso, kfold, lists, logo), not random")
+        d.require("utt2text", hint="text-independent folds need the sentence of each utterance")
+        utt2text = read_table(d.path / "utt2text", parse=str)
+        missing = sorted(set(d.utts) - set(utt2text))
+        if missing:
+            raise EmotkError(f"{d.path / 'utt2text'}: utterance {missing[0]!r} has no sentence")
+        text_sets = _text_groups(sorted(set(utt2text.values())), text_folds, seed)
     folds: dict[str, dict] = {}
 
-    def add(name: str, test_spks: set[str], valid_spks: set[str], train_spks: set[str]):
+    def add(name: str, test_spks: set[str], valid_spks: set[str], train_spks: set[str], extra: dict | None = None):
+        base = {"protocol": protocol, "speaker_independent": True, "text_independent": utt2text is not None,
+                "seed": seed, **(extra or {}), "train_speakers": sorted(train_spks),
+                "valid_speakers": sorted(valid_spks), "test_speakers": sorted(test_spks)}
         parts = {"train": _utts_of(d, train_spks), "valid": _utts_of(d, valid_spks), "test": _utts_of(d, test_spks)}
-        check_speaker_disjoint(parts, d.utt2spk)
-        folds[name] = {**parts, "meta": {
-            "protocol": protocol, "speaker_independent": True, "seed": seed,
-            "train_speakers": sorted(train_spks), "valid_speakers": sorted(valid_spks),
-            "test_speakers": sorted(test_spks)}}
+        if utt2text is None:
+            folds[name] = {**parts, "meta": base}
+            return
+        for g, texts in enumerate(text_sets, start=1):
+            texts = set(texts)
+            kept = {"test": {u for u in parts["test"] if utt2text[u] in texts}}
+            dropped = {}
+            for part in ("train", "valid"):
+                kept[part] = {u for u in parts[part] if utt2text[u] not in texts}
+                dropped[part] = len(parts[part]) - len(kept[part])
+            folds[f"{name}-text{g}"] = {**kept, "meta": {**base, "test_texts": sorted(texts), "dropped": {
+                **dropped, "reason": "utterances of train/valid speakers with a test sentence"}}}
 
     if protocol == "loso":
         if len(spks) < 3:
@@ -107,11 +194,22 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
             valid = set(_valid_speakers(rest, {s}, spks, n_valid_speakers))
             add(f"loso-{s}", {s}, valid, set(rest) - valid)
     elif protocol == "kfold":
-        groups = _speaker_folds(spks, k, spk_counts, seed)
-        for i, group in enumerate(groups, start=1):
+        for i, group in enumerate(_speaker_folds(spks, k, spk_counts, seed), start=1):
             rest = [x for x in spks if x not in group]
             valid = set(_valid_speakers(rest, set(group), spks, n_valid_speakers))
             add(f"kfold{k}-{i}", set(group), valid, set(rest) - valid)
+    elif protocol == "logo":
+        if not groups:
+            raise EmotkError("leave-one-group-out needs --groups (a spk2<group> or utt2<group> table)")
+        spk2group = _speaker_groups(d, groups)
+        names = sorted(set(spk2group.values()))
+        if len(names) < 3:
+            raise EmotkError(f"leave-one-group-out needs at least 3 groups in {d.path / groups}, found {len(names)}")
+        for g in names:
+            test = {s for s in spks if spk2group[s] == g}
+            rest = [x for x in spks if x not in test]
+            valid = set(_valid_speakers(rest, test, spks, n_valid_speakers))
+            add(f"logo-{g}", test, valid, set(rest) - valid, {"groups": groups, "test_group": g})
     elif protocol == "lists":
         named = {"train": set(train_speakers), "valid": set(valid_speakers), "test": set(test_speakers)}
         for part, group in named.items():
@@ -127,7 +225,7 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
             rng = random.Random(seed * 1000 + r)
             train, test, valid = _stratified_split(d.utts, labels, [test_fraction, valid_fraction], rng)
             folds[f"sd-random-{r}"] = {"train": train, "valid": valid, "test": test, "meta": {
-                "protocol": "random", "speaker_independent": False, "seed": seed * 1000 + r,
+                "protocol": "random", "speaker_independent": False, "text_independent": False, "seed": seed * 1000 + r,
                 "test_fraction": test_fraction, "valid_fraction": valid_fraction,
                 "note": "speaker-dependent: the same speakers appear in train, valid and test"}}
     else:
@@ -136,6 +234,8 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
         for part in ("train", "test"):
             if not f[part]:
                 raise EmotkError(f"fold {name}: {part} part is empty")
+        f["meta"]["checks"] = check_fold({p: f[p] for p in ("train", "valid", "test")}, d.utt2spk,
+                                         f["meta"]["speaker_independent"], utt2text)
     return folds
 
 
