@@ -74,7 +74,7 @@ def sbatch_command(config: Path, options: dict[str, str]) -> list[str]:
     if command is None:
         raise EmotkError(f"{config}: no 'command sbatch ...' line")
     args = list(command)
-    for opt, value in {**defaults, **options}.items():
+    for opt, value in {**options, **{k: v for k, v in defaults.items() if k not in options}}.items():
         if opt in ("max_jobs_run", "config"):
             continue
         if (opt, value) in exact:
