@@ -191,5 +191,5 @@ def test_leave_one_group_out(tmp_path):
     assert list(plan_folds(d, "logo", groups="spk2session")) == ["logo-g0", "logo-g1", "logo-g2"]
     session["00_anger_0"] = "Ses2"  # speaker 00 in two sessions
     write_table(d.path / "utt2session", session)
-    with pytest.raises(EmotkError, match="speaker '00' is in groups 'Ses1' and 'Ses2'"):
+    with pytest.raises(EmotkError, match="speaker '00' is in groups 'Ses2' and 'Ses1'"):
         plan_folds(d, "logo", groups="utt2session")
