@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotk.corpora.emodb import EMO_NAMES, _counts, make_synthetic, prepare_emodb
-from emotk.data.datadir import validate_data_dir
+from emotk.corpora.emodb import EMO_NAMES, TEXTS, _counts, make_synthetic, prepare_emodb
+from emotk.data.datadir import read_table, validate_data_dir
 from emotk.errors import EmotkError
 
 
@@ -62,6 +62,10 @@ def test_prepare_synthetic(tiny_emodb_corpus, tmp_path):
              "N": "neutral"}
     utt2emo = d.table("utt2emo")
     assert all(utt2emo[u] == names[u[5]] for u in d.utts)
+    utt2text = read_table(d.path / "utt2text")  # 03a01Fa: speaker 03, text a01, emotion F, version a
+    assert list(utt2text) == d.utts and all(utt2text[u] == u[2:5] and utt2text[u] in TEXTS for u in d.utts)
+    spk_text = Counter((d.utt2spk[u], utt2text[u]) for u in d.utts)
+    assert len({t for _, t in spk_text}) == 10  # the synthetic corpus speaks EmoDB's ten sentences too
     assert Counter(utt2emo.values()) == {names[k]: v for k, v in _counts(56).items()}
     assert d.scalar("emo_names").split() == EMO_NAMES == sorted(names.values())
     spk_emo = Counter((d.utt2spk[u], utt2emo[u]) for u in d.utts)

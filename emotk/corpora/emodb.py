@@ -90,7 +90,10 @@ def _duration(path: Path) -> tuple[float | None, str | None]:
 
 
 def prepare_emodb(corpus_dir: str | Path, data_dir: str | Path) -> DataDir:
-    """Write a data dir (wav.scp, utt2spk, spk2utt, utt2emo, spk2gender, utt2dur, emo_names) for EmoDB.
+    """Write a data dir (wav.scp, utt2spk, spk2utt, utt2emo, utt2text, spk2gender, utt2dur, emo_names) for EmoDB.
+
+    ``utt2text`` holds the sentence id of each utterance (``a01`` ... ``b10``, see ``TEXTS``): EmoDB's
+    ten sentences are spoken by every speaker, and text-independent folds need it.
 
     ``corpus_dir`` is the corpus root (with ``wav/``) or the folder of wavs itself. Every file
     that does not fit (bad name, unknown speaker/emotion, unreadable or empty audio) is reported
@@ -98,7 +101,7 @@ def prepare_emodb(corpus_dir: str | Path, data_dir: str | Path) -> DataDir:
     """
     wav_dir = _wav_folder(Path(corpus_dir))
     bad: list[str] = []
-    tables: dict[str, dict] = {"wav.scp": {}, "utt2spk": {}, "utt2emo": {}, "utt2dur": {}}
+    tables: dict[str, dict] = {"wav.scp": {}, "utt2spk": {}, "utt2emo": {}, "utt2text": {}, "utt2dur": {}}
     for path in sorted(wav_dir.iterdir()):
         if path.name.startswith("."):
             continue
@@ -116,6 +119,7 @@ def prepare_emodb(corpus_dir: str | Path, data_dir: str | Path) -> DataDir:
         tables["wav.scp"][utt] = str(path.resolve())
         tables["utt2spk"][utt] = utt[:2]
         tables["utt2emo"][utt] = EMOTIONS[utt[5]]
+        tables["utt2text"][utt] = utt[2:5]
         tables["utt2dur"][utt] = round(dur, 4)
     if bad:
         raise EmotkError(f"{wav_dir}: {len(bad)} file(s) do not fit the EmoDB layout:\n  " + "\n  ".join(bad))
