@@ -28,7 +28,7 @@ def prepare_emodb_cmd(
 
 @app.command("make-synthetic-corpus")
 def make_synthetic_corpus_cmd(
-    corpus: str = typer.Argument(..., help="Which corpus to imitate: emodb, recola."),
+    corpus: str = typer.Argument(..., help="Which corpus to imitate: emodb, enterface, iemocap, musan, recola."),
     out_dir: Path = typer.Argument(..., help="Where to write it, in the real corpus's layout (replaced)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same files)."),
     size: Optional[int] = typer.Option(

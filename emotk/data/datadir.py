@@ -39,6 +39,11 @@ SCALAR_FILES = ("frame_shift", "label_names", "label_frame_shift", "emo_names")
 PATH_TABLES = ("wav.scp", "feats.scp", "cmvn.scp", "labels.scp")
 
 
+def is_path_table(name: str) -> bool:
+    """Kaldi scp tables (``path`` or ``path:offset`` values) are made absolute when copied."""
+    return name in PATH_TABLES or name.endswith(".scp")
+
+
 def _parse_float(value: str) -> float:
     x = float(value)
     if not math.isfinite(x):
@@ -239,9 +244,25 @@ class DataDir:
         return Path(self.resolve(self.table("wav.scp")[rec]))
 
     def utt_tables(self) -> list[str]:
+        """Every table keyed by utterance: the standard ones, every other ``utt2*`` (corpus-specific
+        labels such as utt2session) and every other ``*.scp`` (feature tables such as egemapsv02.scp)
+        except wav.scp and the per-speaker statistics."""
         names = [n for n in UTT_TABLES if self.has(n)]
         names += [f"{DIM_PREFIX}{d}" for d in self.dims()]
-        return names
+        speaker_keyed = set(self.spk_tables()) | {"wav.scp"}
+        extra = sorted(p.name for p in self.path.glob("*") if p.is_file() and p.name not in names
+                       and p.name not in speaker_keyed and (p.name.startswith(DIM_PREFIX) or p.suffix == ".scp"))
+        return names + extra
+
+    def spk_tables(self) -> list[str]:
+        """Tables keyed by speaker other than spk2utt: spk2gender, cmvn.scp and ``*_cmvn.scp`` statistics."""
+        names = [n for n in SPK_TABLES[1:] if self.has(n)]
+        return names + sorted(p.name for p in self.path.glob("*_cmvn.scp") if p.is_file())
+
+    def scalar_files(self) -> list[str]:
+        """One-value files: frame shifts (``frame_shift``, ``<table>.frame_shift``), label names."""
+        names = [n for n in SCALAR_FILES if self.has(n)]
+        return names + sorted(p.name for p in self.path.glob("*.frame_shift") if p.is_file())
 
     def require(self, *names: str, hint: str = "") -> None:
         for name in names:
@@ -393,25 +414,23 @@ def _copy_filtered(src: DataDir, dst: Path, utts: set[str]) -> None:
     """Write ``src`` restricted to ``utts`` into the (temporary) folder ``dst``."""
     for name in src.utt_tables():
         table = src.table(name)
-        if name in PATH_TABLES:
+        if is_path_table(name):
             table = {k: src.resolve(v) for k, v in table.items()}
         write_table(dst / name, {k: v for k, v in table.items() if k in utts})
     utt2spk = {u: s for u, s in src.utt2spk.items() if u in utts}
     write_table(dst / "spk2utt", spk2utt_from(utt2spk))
     spks = set(utt2spk.values())
-    for name in ("spk2gender", "cmvn.scp"):
-        if src.has(name):
-            table = src.table(name)
-            if name in PATH_TABLES:
-                table = {k: src.resolve(v) for k, v in table.items()}
-            write_table(dst / name, {k: v for k, v in table.items() if k in spks})
+    for name in src.spk_tables():
+        table = src.table(name)
+        if is_path_table(name):
+            table = {k: src.resolve(v) for k, v in table.items()}
+        write_table(dst / name, {k: v for k, v in table.items() if k in spks})
     if src.has("wav.scp"):
         recs = {s[0] for u, s in src.table("segments").items() if u in utts} if src.has("segments") else utts
         wav = {k: src.resolve(v) for k, v in src.table("wav.scp").items() if k in recs}
         write_table(dst / "wav.scp", wav)
-    for name in SCALAR_FILES:
-        if src.has(name):
-            shutil.copyfile(src.path / name, dst / name)
+    for name in src.scalar_files():
+        shutil.copyfile(src.path / name, dst / name)
     if (src.path / "conf").is_dir():
         shutil.copytree(src.path / "conf", dst / "conf")
 
@@ -456,9 +475,9 @@ def combine_data_dirs(dst: str | Path, srcs: Iterable[str | Path]) -> DataDir:
             if utt in owner:
                 raise EmotkError(f"{d.path}: utterance {utt!r} is also in {owner[utt]}")
             owner[utt] = d.path
-        for name in list(common) + [n for n in ("wav.scp", "spk2gender", "cmvn.scp") if d.has(n)]:
+        for name in sorted(common) + ["wav.scp"] * d.has("wav.scp") + d.spk_tables():
             t = d.table(name)
-            if name in PATH_TABLES:
+            if is_path_table(name):
                 t = {k: d.resolve(v) for k, v in t.items()}
             merged = tables.setdefault(name, {})
             for k, v in t.items():
@@ -469,7 +488,7 @@ def combine_data_dirs(dst: str | Path, srcs: Iterable[str | Path]) -> DataDir:
         for name, t in tables.items():
             write_table(tmp / name, t)
         write_table(tmp / "spk2utt", spk2utt_from(tables["utt2spk"]))
-        for name in SCALAR_FILES:
+        for name in sorted({n for d in dirs for n in d.scalar_files()}):
             values = {d.scalar(name) for d in dirs if d.has(name)}
             if len(values) > 1:
                 raise EmotkError(f"combine-data-dir: the source dirs disagree on {name}: {sorted(values)}")
