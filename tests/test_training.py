@@ -15,57 +15,19 @@ from emotk.data.ark import read_matrix, write_ark_scp
 from emotk.data.datadir import DataDir, write_data_dir
 from emotk.errors import EmotkError
 from emotk.inference import infer
-from emotk.training.data import load_dataset, train_batches
 from emotk.training.losses import ccc_loss, inverse_frequency_weights
 from emotk.training.expdir import TEST_EXIT_CODE, TEST_EXIT_ENV
 from emotk.training.loop import train
 from emotk.metrics.regression import ccc
+from tests.toydata import CLASSES, read_scp_table, write_feature_dir
 
 torch.set_num_threads(1)
 EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]
 LDNN_TINY = ["model.params.lstm_size=8", "model.params.fc_sizes=[8,8,8]", "train.num_threads=1"]
-CLASSES = ("ang", "neu")
 
 
 def quiet(msg):
     pass
-
-
-def write_feature_dir(path: Path, spks=("s1", "s2"), n_per_class=6, dim=12, min_len=20, max_len=60, seed=0,
-                      label_shift=0.0, cmvn=False, extra_label=None):
-    """A feature data dir of two classes told apart by their mean in the first half of the dims."""
-    rng = np.random.default_rng(seed)
-    feats, utt2spk, utt2emo = {}, {}, {}
-    for spk in spks:
-        offset = rng.normal(0, 1, dim)  # a speaker's own bias
-        for c, emo in enumerate(CLASSES):
-            for i in range(n_per_class):
-                utt = f"{spk}-{emo}{i:02d}"
-                m = rng.normal(0, 1, (int(rng.integers(min_len, max_len + 1)), dim)) + offset
-                m[:, : dim // 2] += (1.5 if c else -1.5) + label_shift
-                feats[utt], utt2spk[utt], utt2emo[utt] = m.astype(np.float32), spk, emo
-    if extra_label:
-        utt2emo[sorted(utt2emo)[0]] = extra_label
-    # Archives live beside the data dir: write_data_dir replaces the dir as a whole.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ark = path.parent / f"{path.name}.feats"
-    rows = write_ark_scp(f"{ark}.ark", f"{ark}.scp", sorted(feats.items()))
-    tables = {"utt2spk": utt2spk, "utt2emo": utt2emo, "utt2num_frames": rows, "feats.scp": read_scp_table(f"{ark}.scp")}
-    if cmvn:  # Kaldi layout: row 0 = sums and count, row 1 = sums of squares
-        stats = {}
-        for spk in spks:
-            x = np.concatenate([m for u, m in feats.items() if utt2spk[u] == spk]).astype(np.float64)
-            s = np.zeros((2, dim + 1))
-            s[0, :dim], s[0, dim], s[1, :dim] = x.sum(0), len(x), (x ** 2).sum(0)
-            stats[spk] = s
-        write_ark_scp(f"{ark}.cmvn.ark", f"{ark}.cmvn.scp", sorted(stats.items()))
-        tables["cmvn.scp"] = read_scp_table(f"{ark}.cmvn.scp")
-    write_data_dir(path, tables, {"frame_shift": "0.01"})
-    return path
-
-
-def read_scp_table(path):
-    return dict(line.split() for line in Path(path).read_text().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +41,7 @@ def dirs(tmp_path_factory):
 
 def cfg_for(model, *extra):
     conf = Path(__file__).resolve().parent.parent / "conf" / "model" / f"{model}_small.yaml"
-    return load_config(conf, ["features.cmvn=none", "features.splice=[0,0]", "features.max_frames=null",
+    return load_config(conf, ["inputs.feats.norm=none", "inputs.feats.splice=[0,0]", "train.max_frames=null",
                               "train.batch_size=4", *extra])
 
 
@@ -117,21 +79,6 @@ def test_losses_and_weights():
     want = 1 - np.mean([ccc(p[:, k], t[:, k]) for k in range(2)])
     assert ccc_loss(pred, target, lengths).item() == pytest.approx(want, abs=1e-5)
     assert inverse_frequency_weights([10, 30, 0]).tolist() == pytest.approx([2.0, 2 / 3, 0.0])
-
-
-def test_batches_cover_each_utterance_once(dirs):
-    cfg = cfg_for("ldnn")
-    ds = load_dataset(dirs["train"], cfg["features"], {"kind": "class", "label_file": "utt2emo", "label_dims": None})
-    assert ds.names == list(CLASSES) and ds.counts == [18, 18]
-    runs = []
-    for _ in range(2):
-        batches = list(train_batches(ds, 5, np.random.default_rng(3), max_frames=30))
-        runs.append([b.index for b in batches])
-        assert sorted(i for b in batches for i in b.index) == list(range(len(ds.utts)))
-        for b in batches:
-            assert b.x.shape[1] == b.lengths.max() <= 30
-            assert [ds.targets[i] for i in b.index] == b.y.tolist()
-    assert runs[0] == runs[1]  # a function of the generator alone
 
 
 # Training ----------------------------------------------------------------------------------------
@@ -227,7 +174,7 @@ def test_cli_errors_are_one_line(dirs, tmp_path):
     assert "unknown config key 'train.epoks'" in r.stderr and "Traceback" not in r.stderr
 
 
-KILL_SETS = ["features.cmvn=none", "features.splice=[0,0]", "features.max_frames=40", "train.batch_size=2",
+KILL_SETS = ["inputs.feats.norm=none", "inputs.feats.splice=[0,0]", "train.max_frames=40", "train.batch_size=2",
              "model.params.lstm_size=48", "train.num_threads=1", "train.seed=7"]
 
 
