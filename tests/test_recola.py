@@ -293,6 +293,19 @@ def test_synthetic_corpus_layout_and_labels(synthetic, tmp_path):
     assert (synthetic / "recordings_audio" / "train_1.wav").stat().st_mtime_ns == mtime
 
 
+def test_synthetic_labelled_test_partition(synthetic, tmp_path):
+    """--test-labels writes test gold standards (the same audio and trajectories); prepare then labels test."""
+    labelled = make_synthetic(tmp_path / "corpus", seed=5, size=1, duration=12.0, test_labels=True)
+    assert (labelled / "recordings_audio" / "test_1.wav").read_bytes() == \
+        (synthetic / "recordings_audio" / "test_1.wav").read_bytes()
+    prepare_recola(labelled, tmp_path / "data")
+    prepare_recola(synthetic, tmp_path / "unlabelled")
+    assert not (tmp_path / "unlabelled" / "test" / "labels.scp").exists()
+    names, shift, mats = read_frame_labels(tmp_path / "data" / "test")
+    assert names == ["arousal", "valence"] and shift == pytest.approx(0.04)
+    np.testing.assert_allclose(mats["test_1"], synthetic_trajectories(5, 2, 301)[1], atol=1e-6)
+
+
 def test_synthetic_labels_are_slow_like_recola():
     """Real size (9 recordings of 300 s): over 95 % of the power below 1 Hz and under 5 % CCC loss
     when downsampled by 64, as paper 000 measured on the real labels; the gold standard lags the latent."""

@@ -337,7 +337,8 @@ def _write_arff(path: Path, dim: str, rec: str, values: np.ndarray) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-def make_synthetic(out_dir: str | Path, seed: int = 0, size: int = 3, duration: float = 60.0) -> Path:
+def make_synthetic(out_dir: str | Path, seed: int = 0, size: int = 3, duration: float = 60.0,
+                   test_labels: bool = False) -> Path:
     """Write a RECOLA look-alike in the AVEC 2016 layout; deterministic for ``seed``.
 
     ``size`` recordings per partition (train, dev, test; default 3, the real corpus has 9) of
@@ -349,7 +350,8 @@ def make_synthetic(out_dir: str | Path, seed: int = 0, size: int = 3, duration: 
     0.1 + 0.1 z).  On 300 s recordings over 95 % of the label power lies below 1 Hz, as paper 000
     measured on the real labels (less on short recordings, whose mean removal takes the slowest
     part of the variation).  Test gold standards are
-    withheld, as in the challenge.  An existing corpus made with the same parameters is kept.
+    withheld, as in the challenge, unless ``test_labels`` (a labelled test partition, to exercise
+    test scoring).  An existing corpus made with the same parameters is kept.
     """
     import soundfile as sf
 
@@ -359,6 +361,8 @@ def make_synthetic(out_dir: str | Path, seed: int = 0, size: int = 3, duration: 
     if duration < 2:
         raise EmotkError(f"synthetic RECOLA needs --duration >= 2 s, got {duration}")
     params = {"corpus": "recola", "seed": seed, "size": size, "duration": duration}
+    if test_labels:  # absent otherwise: corpora made before the option stay valid
+        params["test_labels"] = True
     stamp = out_dir / "synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == params:
         return out_dir
@@ -372,7 +376,7 @@ def make_synthetic(out_dir: str | Path, seed: int = 0, size: int = 3, duration: 
                 latent, gold = synthetic_trajectories(seed, k, n_frames)
                 wav = _voice(np.random.default_rng([seed, k, 1]), _VARIANTS[k % len(_VARIANTS)], duration, latent)
                 sf.write(tmp / "recordings_audio" / f"{rec}.wav", wav, SYNTH_SAMPLE_RATE, subtype="PCM_16")
-                if part != "test":
+                if part != "test" or test_labels:
                     for d, (dim, _, _) in enumerate(_GOLD_SCALE):
                         _write_arff(tmp / "ratings_gold_standard" / dim / f"{rec}.arff", dim, rec, gold[:, d])
                 k += 1
