@@ -451,6 +451,42 @@ def test_report_continuous_with_ensemble(tmp_path):
     assert "| ldnn (ensemble) (best) |" in text
 
 
+def test_ensemble_of_heads_dirs(tmp_path):
+    """Two runs' predictions dirs (a class and a regression head), averaged head by head and scored."""
+    from emotk.data.predictions import write_class_predictions, write_heads_spec, write_value_predictions
+    from emotk.evaluation.ensemble import ensemble_predictions
+
+    ref = make_data_dir(tmp_path / "test", TEST_REF)
+    write_table(ref / "utt2arousal", {u: float(i) for i, u in enumerate(sorted(TEST_REF))})
+    utts = sorted(TEST_REF)
+    rng = np.random.default_rng(5)
+    runs, post, vals = [], [], []
+    for k in range(2):
+        run = tmp_path / f"exp/m/seed{k}/predictions/test"
+        post.append([rng.dirichlet(np.ones(4)) for _ in utts])
+        vals.append(list(rng.normal(size=len(utts))))
+        write_class_predictions(run / "emotion.txt", utts, post[-1], CLASSES)
+        write_value_predictions(run / "arousal.txt", utts, vals[-1], "arousal")
+        write_heads_spec(run / "heads.yaml", {"emotion": {"kind": "class", "labels": "utt2emo", "file": "emotion.txt"},
+                                              "arousal": {"kind": "regression", "labels": "utt2arousal", "file": "arousal.txt"}})
+        runs.append(run)
+    out = tmp_path / "exp/m/ensemble/predictions/test"
+    r = ensemble_predictions(runs, out)
+    assert r["heads"]["emotion"]["kind"] == "class" and r["heads"]["arousal"]["kind"] == "regression"
+    from emotk.evaluation.score import read_predictions, read_values
+
+    _, preds = read_predictions(out / "emotion.txt")
+    _, values = read_values(out / "arousal.txt")
+    read_back = [read_predictions(run / "emotion.txt")[1] for run in runs]
+    for i, u in enumerate(utts):
+        mean = np.mean([np.array(rb[u][1]) for rb in read_back], axis=0)
+        np.testing.assert_allclose(preds[u][1], mean, atol=1e-6)
+        assert preds[u][0] == CLASSES[int(np.argmax(mean))]
+        assert values[u] == pytest.approx(np.mean([float(f"{v[i]:.6f}") for v in vals]), abs=1e-6)
+    s, _ = score(ref, out, ensemble=True)
+    assert set(s["heads"]) == {"emotion", "arousal"} and s["ensemble"] is True
+
+
 def test_report_without_scores_fails(tmp_path):
     (tmp_path / "exp").mkdir()
     assert_one_line_error(emotk("report", tmp_path / "exp", "--out", tmp_path / "R.md"), "no scores/test.json")

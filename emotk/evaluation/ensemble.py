@@ -1,7 +1,9 @@
 """Ensembles: the average of the predictions of N runs (paper 000: five runs, test prediction =
 their average).
 
-Works on both prediction formats ``emotk infer`` writes:
+Works on the prediction formats ``emotk infer`` writes: predictions dirs with ``heads.yaml`` (each
+head averaged as below, regression heads value by value; runs must agree on the heads), and the
+single-head formats:
 
 - frame-level dirs (``labels.scp`` + ark, ``label_names``, ``label_frame_shift``): the frame-wise
   mean per recording; runs must agree on the recordings, dimensions and frame shift.  Lengths may
@@ -18,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from emotk.data.predictions import write_class_predictions, write_frame_predictions
+from emotk.data.predictions import (write_class_predictions, write_frame_predictions, write_heads_spec,
+                                    write_value_predictions)
 from emotk.errors import EmotkError
 
 MAX_FRAME_MISMATCH = 2
@@ -74,6 +77,46 @@ def _ensemble_classes(inputs: Sequence[Path], out: Path) -> dict:
     return {"kind": "class", "runs": len(inputs), "utterances": len(utts)}
 
 
+def _ensemble_values(inputs: Sequence[Path], out: Path) -> dict:
+    from emotk.evaluation.score import read_values
+
+    name0, values0 = read_values(inputs[0])
+    sums = dict(values0)
+    for path in inputs[1:]:
+        name, values = read_values(path)
+        if name != name0 or set(values) != set(sums):
+            diff = sorted(set(values) ^ set(sums))
+            raise EmotkError(f"{path}: head {name!r} or utterances differ from {inputs[0]} ({name0!r}"
+                             + (f", e.g. {diff[0]!r})" if diff else ")"))
+        for u, v in values.items():
+            sums[u] += v
+    utts = sorted(sums)
+    write_value_predictions(out, utts, [sums[u] / len(inputs) for u in utts], name0)
+    return {"kind": "regression", "runs": len(inputs), "utterances": len(utts)}
+
+
+def _ensemble_heads(inputs: Sequence[Path], out: Path) -> dict:
+    """Each head of predictions dirs with heads.yaml, into ``out`` with the same heads.yaml.
+
+    As ``emotk infer``: each head is written atomically and heads.yaml last (removed first), so
+    an interrupted ensemble leaves no heads.yaml and is never scored.
+    """
+    from emotk.evaluation.score import read_heads
+
+    _, spec0 = read_heads(inputs[0])
+    for path in inputs[1:]:
+        _, spec = read_heads(path)
+        if spec != spec0:
+            raise EmotkError(f"{path / 'heads.yaml'}: heads differ from {inputs[0] / 'heads.yaml'}")
+    fns = {"class": _ensemble_classes, "regression": _ensemble_values, "frame_regression": _ensemble_frames}
+    result = {}
+    (out / "heads.yaml").unlink(missing_ok=True)
+    for name, h in spec0.items():
+        result[name] = fns[h["kind"]]([p / h["file"] for p in inputs], out / h["file"])
+    write_heads_spec(out / "heads.yaml", spec0)
+    return {"kind": "heads", "runs": len(inputs), "heads": result}
+
+
 def ensemble_predictions(inputs: Sequence[str | Path], out: str | Path) -> dict:
     """Average the predictions ``inputs`` (all dirs or all files) into ``out``, atomically."""
     inputs = [Path(p) for p in inputs]
@@ -87,5 +130,7 @@ def ensemble_predictions(inputs: Sequence[str | Path], out: str | Path) -> dict:
         raise EmotkError("cannot mix frame-level prediction dirs and categorical prediction files in one ensemble")
     out = Path(out)
     if kinds.pop():
+        if all((p / "heads.yaml").is_file() for p in inputs):
+            return _ensemble_heads(inputs, out)
         return _ensemble_frames(inputs, out)
     return _ensemble_classes(inputs, out)
