@@ -4,10 +4,8 @@ synthetic corpus, ensembles, the continuous analyses and the recipe end to end (
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import audmetric
@@ -36,6 +34,7 @@ from emotk.corpora.recola import (
 from emotk.data.ark import read_matrix
 from emotk.data.datadir import DataDir
 from emotk.errors import EmotkError
+from emotk.training.expdir import TEST_EXIT_ENV
 from emotk.metrics.regression import ccc
 from emotk.evaluation.ensemble import ensemble_predictions, write_class_predictions, write_frame_predictions
 
@@ -416,7 +415,8 @@ def test_trajectory_table_merges_per_dimension_runs(tmp_path):
 # The recipe ---------------------------------------------------------------------------------------
 
 def test_recipe_end_to_end_killed_and_resumed_from_stage_3(tmp_path):
-    """run.sh on a tiny synthetic corpus: SIGKILL it during training, re-enter with --stage 3, get RESULTS.md."""
+    """run.sh on a tiny synthetic corpus: every training run stops after its first epoch's checkpoint (the
+    trainer's test hook, as a kill there), the recipe fails; re-entered with --stage 3 the runs resume."""
     opts = ["--synthetic-size", "2", "--synthetic-duration", "16", "--seeds", "1 2", "--epochs", "4", "--patience", "4",
             "--models", "downup_cnn blstm_regressor", "--sweep-lengths", "4 64", "--sweep-runs", "1",
             "--sweep-epochs", "2", "--traj-end", "10",
@@ -425,16 +425,10 @@ def test_recipe_end_to_end_killed_and_resumed_from_stage_3(tmp_path):
     opts = [str(o) for o in opts]
     cmd = ["bash", str(ROOT / "recipes" / "recola" / "run.sh"), *opts]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    deadline = time.time() + 150
-    while time.time() < deadline and proc.poll() is None and not list((tmp_path / "exp").glob("*/*/seed*/checkpoints/last.pt")):
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed = [p.parent.parent for p in (tmp_path / "exp").glob("*/*/seed*/checkpoints/last.pt")
-              if not (p.parent.parent / "done").exists()]
-    assert killed, "every run had finished before the kill"
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**env, TEST_EXIT_ENV: "1"}, timeout=600)
+    assert r.returncode != 0 and "Stage 4" in r.stderr and "Stage 5" not in r.stderr, r.stderr[-3000:]
+    killed = [p.parent.parent for p in (tmp_path / "exp").glob("*/*/seed*/checkpoints/last.pt")]
+    assert killed and not any((run / "done").exists() for run in killed)
     r = subprocess.run(cmd + ["--stage", "3"], capture_output=True, text=True, env=env, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "SYNTHETIC" in r.stderr
@@ -442,6 +436,8 @@ def test_recipe_end_to_end_killed_and_resumed_from_stage_3(tmp_path):
         assert "resuming after epoch" in (run / "train.out").read_text()
     text = (tmp_path / "RESULTS.md").read_text()
     assert "SYNTHETIC look-alike corpus" in text
+    assert "run(s) under analysis, blstm_regressor, downup_cnn were chosen on `dev` (2 utterances of 2 speaker(s): dev_1 dev_2)" in text
+    assert "Normalization of input `feats` in" in text and ": speaker (per-speaker statistics" in text
     assert "### Table 1: Arousal results" in text and "### Table 2: Valence results" in text
     for row in ("| downup_cnn | 2 |", "| downup_cnn ensemble | average of 2 |", "| blstm_regressor | 2 |"):
         assert row in text

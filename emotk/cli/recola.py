@@ -173,11 +173,14 @@ def report_continuous_cmd(
     append: List[Path] = typer.Option([], "--append", help="Markdown or TSV files appended as sections (analyses)."),
 ):
     """RESULTS.md in the layout of paper 000 Tables 1-2: dev (and test) RMSE and CCC per model and dimension,
-    mean ± std over runs, and the ensemble rows; ranked by dev CCC.
+    mean ± std over runs, and the ensemble rows; ranked by dev CCC.  The set that chose each run's
+    checkpoints and the normalization are stated from the runs' provenance records.
 
     Example: emotk report-continuous exp/recola --out recipes/recola/RESULTS.md --note "SYNTHETIC CORPUS"
     """
     from emotk.analysis.continuous import write_results
+    from emotk.training.provenance import describe_runs
 
+    note = " ".join(([note] if note else []) + describe_runs(exp_root)) or None
     n_rows, n_dims = write_results(exp_root, out, title, note, dev_set, test_set, append)
     log(f"{out}: {n_rows} rows over {n_dims} dimensions")

@@ -311,3 +311,35 @@ def read_trained(exp: str | Path) -> dict[str, dict[str, str]]:
     if not (base / "record.yaml").is_file():
         raise EmotkError(f"{exp}: no provenance record (trained by an older emotk); train it again to score it")
     return {part: read_table(base / f"{part}.utt2spk") for part in ("train", "valid")}
+
+
+NORM_SCOPES = {
+    "speaker": "per-speaker statistics over all of the speaker's utterances in its data dir "
+               "(transductive, features only)",
+    "utterance": "each utterance's own statistics",
+    "global": "statistics of the training set only, stored with the model",
+    "none": "none",
+}
+
+
+def describe_runs(exp_root: str | Path) -> list[str]:
+    """Sentences on the selection sets and normalization of every run under ``exp_root``, from their records."""
+    exp_root = Path(exp_root)
+    selection: dict[tuple, list[str]] = {}
+    norms: dict[tuple, int] = {}
+    for p in sorted(exp_root.glob("**/provenance/record.yaml")):
+        run = p.parent.parent
+        r = read_record(run)
+        valid = Path(r.get(INFO, {}).get("valid_dir", "valid")).name
+        key = (valid, tuple(r["selection"]["speakers"]), r["selection"]["utterances"])
+        selection.setdefault(key, []).append(run.relative_to(exp_root).parts[0])
+        for name, scope in r["normalization"].items():
+            norms[(name, scope)] = norms.get((name, scope), 0) + 1
+    out = []
+    for (valid, spks, n), where in selection.items():
+        groups = ", ".join(sorted(set(where)))
+        out.append(f"Checkpoints (early stopping, learning-rate schedule) of {len(where)} run(s) under {groups} were "
+                   f"chosen on `{valid}` ({n} utterances of {len(spks)} speaker(s): {' '.join(spks)}).")
+    for (name, scope), n in sorted(norms.items()):
+        out.append(f"Normalization of input `{name}` in {n} run(s): {scope} ({NORM_SCOPES.get(scope, scope)}).")
+    return out

@@ -6,8 +6,17 @@
 #               --sweep-runs 10 --sweep-lengths "2 4 8 16 32 64 128 256 512 1024 2048"   # paper set-up
 #   bash run.sh --stage 3                         # resume from z-norm; finished runs are skipped,
 #                                                 # interrupted ones resume from their last epoch
-# Training runs are skipped once done whatever the options: to train with other options
-# (epochs, loss, configs) give a new --exp dir.
+#   bash run.sh --selection train-holdout --norm global   # select on held-out train recordings;
+#                                                 # training-set normalization statistics
+# A finished run is reused only when its provenance record (data, labels, features, config, seed)
+# matches the request; otherwise it is trained again.
+#
+# Selection set (--selection): dev (paper 000: dev chooses the checkpoints, the learning-rate
+# schedule and the sweep, and is also the reported score, so dev scores are optimistic) or
+# train-holdout (the last --holdout recordings of train, whole recordings, choose them; dev is
+# then a clean held-out score). Normalization (--norm): speaker (per-recording statistics over the
+# whole recording: transductive, features only), utterance (the same for RECOLA, one utterance per
+# recording) or global (training-set statistics only: what an unseen recording gets).
 #
 # Stages: 0 corpus, 1 prepare, 2 fbank, 3 speaker z-norm stats, 4 train + infer per model,
 # dimension and seed, 5 ensemble (average of the seeds' predictions), 6 score (dev; test when
@@ -24,12 +33,16 @@ nj=2                          # parallel jobs (feature extraction, training runs
 corpus_dir=""                 # a real AVEC 2016 RECOLA copy (recordings_audio/, ratings_gold_standard/)
 synthetic_size=4              # synthetic corpus: recordings per partition (the real corpus: 9)
 synthetic_duration=90         # synthetic corpus: seconds per recording (the real corpus: 300)
+synthetic_test_labels=false   # synthetic corpus: label the test partition too (exercises test scoring)
+selection=dev                 # dev | train-holdout: the set that chooses checkpoints and the sweep
+holdout=1                     # train-holdout: recordings of train held out for selection
+norm=speaker                  # speaker | utterance | global feature normalization
 seed=0                        # synthetic corpus seed
 models="downup_cnn dilated_cnn blstm_regressor"   # config: conf/model/<model>_<dim>.yaml, else <model>.yaml
 dims="arousal valence"        # one model per dimension (paper 000); "joint" trains both dims at once
 seeds="1 2 3"                 # runs per model and dimension (paper 000: 5); the ensemble averages them
-epochs=40                     # max epochs per run (early stopping on dev CCC); the paper set-up: 100
-patience=20                   # epochs without a better dev CCC before stopping
+epochs=40                     # max epochs per run (early stopping on the selection set CCC); the paper set-up: 100
+patience=20                   # epochs without a better selection-set CCC before stopping
 loss=ccc                      # ccc (1 - CCC, paper 000) or mse
 sweep_lengths="2 8 32 128 512 2048"   # receptive-field sweep: filter lengths (paper: 2, 4, ..., 2048)
 sweep_runs=2                  # runs per filter length (paper: 10)
@@ -57,7 +70,8 @@ parts="train dev test"
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if $synthetic; then
     log "Stage 0: synthesizing the RECOLA look-alike ($synthetic_size recordings per partition, ${synthetic_duration} s each) in $corpus_dir"
-    emotk make-synthetic-corpus recola "$corpus_dir" --seed "$seed" --size "$synthetic_size" --duration "$synthetic_duration"
+    emotk make-synthetic-corpus recola "$corpus_dir" --seed "$seed" --size "$synthetic_size" --duration "$synthetic_duration" \
+      $($synthetic_test_labels && echo --test-labels)
   else
     log "Stage 0: using the real corpus at $corpus_dir"
   fi
@@ -67,6 +81,13 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: data preparation (ARFF gold standards -> labels.scp at 40 ms)"
   emotk prepare-recola "$corpus_dir" $data
 fi
+
+case $selection in
+  dev) fit=$data/train; select=$data/dev ;;
+  train-holdout) fit=$data/train_fit; select=$data/train_holdout ;;
+  *) log "--selection must be dev or train-holdout, got $selection"; exit 1 ;;
+esac
+case $norm in speaker|utterance|global) ;; *) log "--norm must be speaker, utterance or global, got $norm"; exit 1 ;; esac
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: 40-bin log-mel fbank, 25 ms / 10 ms ($feat_config)"
@@ -83,6 +104,14 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   for p in $parts; do
     if [ -d $data/$p ]; then emotk compute-cmvn $data/$p; fi
   done
+  if [ $selection = train-holdout ]; then
+    log "Stage 3: selection set: the last $holdout recording(s) of train, whole recordings"
+    recs=$(cut -d' ' -f1 $data/train/spk2utt)
+    n=$(echo $recs | wc -w)
+    [ $holdout -ge 1 ] && [ $holdout -lt $n ] || { log "--holdout must be 1 to $((n - 1)), got $holdout"; exit 1; }
+    emotk subset-data-dir $data/train $data/train_fit --spks "$(echo $recs | tr ' ' '\n' | head -n $((n - holdout)) | paste -sd,)"
+    emotk subset-data-dir $data/train $data/train_holdout --spks "$(echo $recs | tr ' ' '\n' | tail -n $holdout | paste -sd,)"
+  fi
 fi
 
 config_for() {  # config_for MODEL DIM: conf/model/MODEL_DIM.yaml, else conf/model/MODEL.yaml
@@ -99,16 +128,16 @@ runs() {  # "model dim seed" lines
 }
 
 train_one() {  # train_one MODEL DIM SEED: train (resumable, skipped when done), then predict dev and test
-  local m=$1 d=$2 s=$3 dir=$exp/$1/$2/seed$3 dimopt="task.label_dims=[$2]" config
-  if [ "$d" = joint ]; then dimopt="task.label_dims=null"; fi
+  local m=$1 d=$2 s=$3 dir=$exp/$1/$2/seed$3 dimopt="heads.labels.dims=[$2]" config
+  if [ "$d" = joint ]; then dimopt="heads.labels.dims=null"; fi
   config=$(config_for $m $d)
   $train_cmd $dir/train.out emotk train --config "$config" \
-    --train $data/train --valid $data/dev --exp $dir --seed $s --resume \
+    --train $fit --valid $select --exp $dir --seed $s --resume \
     --set train.num_threads=1 --set train.epochs=$epochs --set train.patience=$patience \
-    --set task.loss=$loss --set "$dimopt"
+    --set heads.labels.loss=$loss --set "$dimopt" --set inputs.feats.norm=$norm
   for p in dev test; do
     [ -d $data/$p ] || continue
-    if [ ! -f $dir/predictions/$p/labels.scp ] || [ $dir/checkpoints/best.pt -nt $dir/predictions/$p/labels.scp ]; then
+    if [ ! -f $dir/predictions/$p/heads.yaml ] || [ $dir/checkpoints/best.pt -nt $dir/predictions/$p/heads.yaml ]; then
       $train_cmd $dir/infer_$p.out emotk infer --model $dir $data/$p --batch-size 1
     fi
   done
@@ -149,9 +178,10 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   emotk analyze-label-spectrum $data/train --out-dir $analysis
   emotk analyze-label-resampling $data/train --out-dir $analysis
   $train_cmd $exp/log/rf_sweep.log emotk sweep-receptive-field --config $conf/single_filter.yaml \
-    --train $data/train --valid $data/dev --exp $analysis/rf_sweep \
+    --train $fit --valid $select --exp $analysis/rf_sweep \
     --lengths "$sweep_lengths" --runs $sweep_runs \
-    --set train.num_threads=$nj --set train.epochs=$sweep_epochs --set train.patience=$patience --set task.loss=$loss
+    --set train.num_threads=$nj --set train.epochs=$sweep_epochs --set train.patience=$patience \
+    --set heads.labels.loss=$loss --set inputs.feats.norm=$norm
   hyps=()
   for m in $models; do for d in $dims; do
     r=ensemble; [ -d $exp/$m/$d/ensemble/predictions/dev ] || r=seed${seeds%% *}
