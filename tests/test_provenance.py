@@ -13,7 +13,8 @@ from emotk.data.ark import read_matrix, write_ark_scp
 from emotk.data.datadir import DataDir, read_table, write_data_dir, write_table
 from emotk.errors import EmotkError
 from emotk.training.expdir import env_text, prepare_exp_dir
-from emotk.training.provenance import (build_record, first_difference, read_record, read_trained, write_record)
+from emotk.training.provenance import (build_record, describe_runs, first_difference, read_record, read_trained,
+                                       write_record)
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "model" / "ldnn_small.yaml"
 
@@ -158,6 +159,13 @@ def test_exp_dir_reuse_redo_refuse(data, tmp_path):
     (exp / "predictions").mkdir()
     assert read_record(exp) == record
     assert read_trained(exp) == {"train": DataDir(train).utt2spk, "valid": DataDir(valid).utt2spk}
+    # statements derived from the record, and changing with it
+    said = describe_runs(tmp_path)
+    assert said[0] == "Checkpoints (early stopping, learning-rate schedule) of 1 run(s) under exp were chosen on `valid` (4 utterances of 1 speaker(s): s3)."
+    assert said[1].startswith("Normalization of input `feats` in 1 run(s): speaker (per-speaker statistics")
+    write_record(exp, {**record, "normalization": {"feats": "global"}}, DataDir(train).utt2spk, DataDir(valid).utt2spk)
+    assert describe_runs(tmp_path)[1].startswith("Normalization of input `feats` in 1 run(s): global (statistics of the training set only")
+    write_record(exp, record, DataDir(train).utt2spk, DataDir(valid).utt2spk)
     # a match is skipped
     assert not prepare_exp_dir(exp, cfg, record, resume=False, overwrite=False, log=messages.append)
     assert "skipping" in messages[-1]
