@@ -75,3 +75,27 @@ def prepare_iemocap_cmd(
     report = prepare_iemocap(corpus_dir, data_dir, labels=labels, evaluator=evaluator, subset=subset)
     for line in summary(report):
         log(f"{data_dir}: {line}")
+
+
+@app.command("prepare-enterface")
+def prepare_enterface_cmd(
+    corpus_dir: Path = typer.Argument(..., help="eNTERFACE'05 root (with 'subject 1' ... 'subject 44')."),
+    data_dir: Path = typer.Argument(..., help="Data dir to write (replaced; its wav/ cache is kept)."),
+    audio_dir: Optional[Path] = typer.Option(
+        None, "--audio-dir", help="Where the decoded 16 kHz wavs go (default DATA_DIR/wav); reused when unchanged."),
+    nj: int = typer.Option(1, "--nj", help="Parallel decoding processes."),
+):
+    """Write a data dir for eNTERFACE'05 from its .avi files: wav.scp (16 kHz mono wavs decoded with
+    PyAV), utt2spk, utt2emo, utt2text (sentence), utt2dur, emo_names, prepare_report.txt.
+
+    Subject and emotion come from the folders, never from file names. Every known irregularity
+    (subject 6 unsegmented, s12_* in subject 11, s_3_, the missing dot, missing sentences, nested
+    folders) is handled and reported; any other misfit or undecodable .avi is an error naming the file.
+
+    Example: emotk prepare-enterface "/corpora/enterface database" data/enterface/all --nj 4
+    """
+    from emotk.corpora.enterface import is_synthetic, prepare_enterface, summary
+
+    p = prepare_enterface(corpus_dir, data_dir, audio_dir=audio_dir, nj=nj)
+    for line in summary(p, synthetic=is_synthetic(corpus_dir)):
+        log(f"{data_dir}: {line}")

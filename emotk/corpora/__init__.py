@@ -11,6 +11,7 @@ from emotk.errors import EmotkError
 # corpus name -> module with make_synthetic()
 SYNTHETIC = {
     "emodb": "emotk.corpora.emodb",
+    "enterface": "emotk.corpora.enterface",
     "iemocap": "emotk.corpora.iemocap",
     "musan": "emotk.corpora.musan",
     "recola": "emotk.corpora.recola",

@@ -210,3 +210,38 @@ def modify_prosody(wav: np.ndarray, sr: int, f0_shift: float = 1.0, f0_range: fl
     if breathiness > 0:
         out = out + _breath_noise(out, sr, 0.5 * breathiness, rng)
     return out.astype(np.float32)
+
+
+def write_avi(path: str | Path, audio: np.ndarray, sample_rate: int, fps: int = 25,
+              size: tuple[int, int] = (16, 16)) -> None:
+    """Write ``audio`` (float in [-1, 1], shape ``(n,)`` or ``(n, channels)``) into an AVI file as
+    16-bit PCM, beside a tiny blank video stream covering the same time, as a camera recording has.
+
+    PCM keeps the samples exact, so a decoder gets back what was written. Muxed with PyAV (its
+    bundled ffmpeg); not atomic: write to a temporary name and rename.
+    """
+    import av
+
+    a = np.asarray(audio, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    pcm = np.clip(np.round(a * 32767.0), -32768, 32767).astype(np.int16)
+    n, channels = pcm.shape
+    layout = {1: "mono", 2: "stereo"}[channels]
+    with av.open(str(path), "w", format="avi") as out:
+        video = out.add_stream("rawvideo", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=sample_rate, layout=layout)
+        blank = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 96, np.uint8), format="rgb24")
+        blank = blank.reformat(format="yuv420p")
+        for i in range(max(1, int(np.ceil(n / sample_rate * fps)))):
+            blank.pts = i
+            out.mux(video.encode(blank))
+        block = 1024
+        for start in range(0, n, block):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[start:start + block]).reshape(1, -1),
+                                               format="s16", layout=layout)
+            frame.sample_rate, frame.pts = sample_rate, start
+            out.mux(sound.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(sound.encode(None))
