@@ -88,14 +88,7 @@ def validate_noise_dir(path: str | Path, check_files: bool = True) -> NoiseDir:
         if check_files and not p.is_file():
             raise EmotkError(f"{where(path / 'wav.scp', n)}: audio file of noise {key!r} not found: {p}")
         paths[key] = str(p)
-    for n, key in enumerate(durs, start=1):
-        try:
-            durs[key] = float(durs[key])
-        except ValueError:
-            durs[key] = float("nan")
-        if not durs[key] > 0:
-            raise EmotkError(f"{where(path / 'utt2dur', n)}: duration of noise {key!r} must be > 0 seconds")
-    return NoiseDir(path, tuple(wav), paths, durs)
+    return NoiseDir(path, tuple(wav), paths, durs)  # read_table checked that durations are > 0
 
 
 def _hash_fraction(seed: int, key: str) -> float:

@@ -58,13 +58,13 @@ def read_utt2aug(path: str | Path) -> dict[str, Aug | None]:
 
 def mix_utterance(d: DataDir, utt: str, wav, sample_rate: int):
     """The extraction hook: ``wav`` with the noise ``d/utt2aug`` records for ``utt`` mixed in."""
-    key = f"{UTT2AUG}:parsed"
-    if key not in d._cache:
-        d._cache[key] = read_utt2aug(d.path / UTT2AUG)
-    table = d._cache[key]
+    table = d.table(UTT2AUG)  # read once per DataDir
     if utt not in table:
         raise EmotkError(f"{d.path / UTT2AUG}: no record for utterance {utt!r}")
-    aug = table[utt]
+    try:
+        aug = parse_aug(table[utt])
+    except ValueError as e:
+        raise EmotkError(f"{d.path / UTT2AUG}: bad record for utterance {utt!r}: {e}") from None
     return wav if aug is None else apply_aug(wav, sample_rate, aug, repr(utt))
 
 
