@@ -1,0 +1,201 @@
+"""The Slurm backend against a real one-node cluster (munged, slurmctld, slurmd) started here.
+
+The session fixture installs the Debian packages when missing (as root, with apt-get) and starts
+the daemons with local/slurm_up.sh in a temporary directory, on free ports, so it never touches a
+cluster already on the machine; it stops exactly the daemons it started, by their PIDs.  It skips
+only where Slurm cannot be installed (not root, no apt-get, apt-get failing) and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM = ROOT / "local" / "slurm.sh"
+RUN_LOCAL = ROOT / "local" / "run_local.sh"
+VENV_BIN = Path(sys.executable).parent
+SKIP_EXIT = 3  # local/slurm_up.sh: Slurm cannot be installed here
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory):
+    """The environment for Slurm clients of a one-node cluster brought up for this session."""
+    slurm_dir = tmp_path_factory.mktemp("slurm")
+    ctld, slurmd = _free_ports(2)
+    env = dict(os.environ, SLURM_DIR=str(slurm_dir), SLURMCTLD_PORT=str(ctld), SLURMD_PORT=str(slurmd))
+    up = subprocess.run(["bash", str(ROOT / "local" / "slurm_up.sh")], env=env, capture_output=True, text=True,
+                        timeout=600)
+    try:
+        if up.returncode == SKIP_EXIT:
+            pytest.skip(f"Slurm cannot be installed on this machine: {up.stderr.strip()}")
+        assert up.returncode == 0, f"local/slurm_up.sh failed:\n{up.stdout}\n{up.stderr}"
+        yield dict(os.environ, SLURM_CONF=str(slurm_dir / "etc" / "slurm.conf"), EMOTK_PYTHON=sys.executable,
+                   PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    finally:
+        subprocess.run(["bash", str(ROOT / "local" / "slurm_down.sh")], env=env, capture_output=True, timeout=60)
+
+
+def launch(env: dict, cwd: Path, *args: str, launcher: Path = SLURM) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(launcher), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+COUNTING = ["bash", "-c", "echo run >> runs.JOB; echo task JOB on $(hostname); [ ! -e fail.JOB ] || exit 3"]
+
+
+def runs(d: Path, task: int) -> int:
+    p = d / f"runs.{task}"
+    return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+def job_id(log: Path) -> str:
+    return re.search(r"^# Slurm job (\d+)", log.read_text(), re.M).group(1)
+
+
+def test_array_job_writes_a_log_per_task(slurm_env, tmp_path):
+    r = launch(slurm_env, tmp_path, "--max-jobs-run", "2", "--mem", "100M", "JOB=1:4", "exp/log/hello.JOB.log",
+               *COUNTING)
+    assert r.returncode == 0, r.stderr
+    ids = set()
+    for j in (1, 2, 3, 4):
+        log = (tmp_path / f"exp/log/hello.{j}.log").read_text().splitlines()
+        assert log[0] == f"# bash -c 'echo run >> runs.{j}; echo task {j} on $(hostname); [ ! -e fail.{j} ] || exit 3'"
+        assert log[1] == f"# Running on {socket.gethostname()}" and log[2].startswith("# Started at ")
+        m = re.fullmatch(rf"# Slurm job (\d+), array task {j}", log[3])
+        assert m, log[3]
+        ids.add(m.group(1))
+        assert f"task {j} on {socket.gethostname()}" in log
+        assert log[-1].startswith("# Ended (code 0) at ")
+    assert len(ids) == 1   # one array job
+    script = (tmp_path / "exp/q/hello.sh").read_text()
+    assert "-m emotk.jobs.task" in script
+
+
+def test_failed_task_is_reported_and_a_rerun_runs_only_it(slurm_env, tmp_path):
+    (tmp_path / "fail.3").touch()
+    r = launch(slurm_env, tmp_path, "JOB=1:4", "log/t.JOB.log", *COUNTING)
+    assert r.returncode == 1
+    assert "task 3 failed (exit code 3), log log/t.3.log" in r.stderr
+    assert f"  | task 3 on {socket.gethostname()}" in r.stderr and "  | # Ended (code 3)" in r.stderr
+    (tmp_path / "fail.3").unlink()
+    r = launch(slurm_env, tmp_path, "JOB=1:4", "log/t.JOB.log", *COUNTING)
+    assert r.returncode == 0, r.stderr
+    assert "3 of 4 task(s) already done, running 1" in r.stderr
+    assert [runs(tmp_path, j) for j in (1, 2, 3, 4)] == [1, 1, 2, 1]
+
+
+def test_a_task_cancelled_midway_is_reported_and_rerun(slurm_env, tmp_path):
+    task = ["bash", "-c", "echo run >> runs.JOB; if [ JOB = 2 ] && [ ! -e ok ]; then sleep 60; fi"]
+    p = subprocess.Popen(["bash", str(SLURM), "JOB=1:2", "log/k.JOB.log", *task], cwd=tmp_path, env=slurm_env,
+                         stderr=subprocess.PIPE, text=True)
+    log2 = tmp_path / "log/k.2.log"
+    for _ in range(600):
+        if log2.exists() and "Slurm job" in log2.read_text():
+            break
+        time.sleep(0.05)
+    subprocess.run(["scancel", f"{job_id(log2)}_2"], env=slurm_env, check=True)   # as a node failure would
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert re.search(r"task 2 failed \(did not finish\), log log/k.2.log; Slurm job \d+: CANCELLED", err), err
+    (tmp_path / "ok").touch()
+    r = launch(slurm_env, tmp_path, "JOB=1:2", "log/k.JOB.log", *task)
+    assert r.returncode == 0, r.stderr
+    assert [runs(tmp_path, j) for j in (1, 2)] == [1, 2]
+
+
+def test_sigterm_cancels_the_job(slurm_env, tmp_path):
+    p = subprocess.Popen(["bash", str(SLURM), "JOB=1:3", "log/s.JOB.log", "sleep", "60"], cwd=tmp_path,
+                         env=slurm_env, stderr=subprocess.PIPE, text=True)
+    log1 = tmp_path / "log/s.1.log"
+    for _ in range(600):
+        if log1.exists() and "Slurm job" in log1.read_text():
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    jid = job_id(log1)
+    assert p.returncode == 143 and f"cancelled Slurm job {jid}" in err
+    active = subprocess.run(["squeue", "-h", "-j", jid, "-o", "%i %T"], env=slurm_env, capture_output=True,
+                            text=True).stdout
+    states = subprocess.run(["squeue", "-h", "-t", "all", "-j", jid, "-o", "%T"], env=slurm_env,
+                            capture_output=True, text=True).stdout.split()
+    assert "RUNNING" not in active and "PENDING" not in active
+    assert states and set(states) <= {"CANCELLED", "COMPLETING"}, states
+
+
+def test_sbatch_missing_is_a_one_line_error(slurm_env, tmp_path):
+    bin_dir = tmp_path / "bin"   # a PATH with what local/slurm.sh itself needs, and no Slurm
+    bin_dir.mkdir()
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    env = dict(slurm_env, PATH=str(bin_dir))
+    r = subprocess.run([shutil.which("bash"), str(SLURM), "JOB=1:2", "log/x.JOB.log", "true"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["local/slurm.sh: error: sbatch not found on PATH: install Slurm's client "
+                                     "commands here, or use the local backend (EMOTK_BACKEND=local)"]
+
+
+def test_unwritable_log_dir_is_a_one_line_error(slurm_env, tmp_path):
+    (tmp_path / "afile").touch()   # a directory below a regular file cannot be made, even by root
+    r = launch(slurm_env, tmp_path, "JOB=1:2", "afile/log/x.JOB.log", "true")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [f"local/slurm.sh: error: cannot write the log directory {tmp_path}/afile/log: "
+                                     "Not a directory"]
+
+
+def _feats(data: Path) -> dict[str, np.ndarray]:
+    import kaldi_native_io
+
+    with kaldi_native_io.SequentialFloatMatrixReader(f"scp:{data / 'feats.scp'}") as reader:
+        return {utt: np.array(mat) for utt, mat in reader}
+
+
+def test_recipe_stage_gives_the_same_features_under_both_backends(slurm_env, tmp_path):
+    """Stage 2 of recipes/emodb/run.sh on a tiny synthetic corpus, through each launcher."""
+    emotk = [str(VENV_BIN / "emotk")]
+    subprocess.run(emotk + ["make-synthetic-corpus", "emodb", "corpus", "--size", "14", "--seed", "1"], cwd=tmp_path,
+                   env=slurm_env, check=True, capture_output=True)
+    subprocess.run(emotk + ["prepare-emodb", "corpus", "data/all"], cwd=tmp_path, env=slurm_env, check=True,
+                   capture_output=True)
+    for backend, launcher in (("slurm", SLURM), ("local", RUN_LOCAL)):
+        data = f"{backend}/all"   # the same data dir name: archive names contain it
+        shutil.copytree(tmp_path / "data/all", tmp_path / data)
+        r = launch(slurm_env, tmp_path, launcher=launcher, *["JOB=1:2", f"exp/log/fbank_{backend}.JOB.log", "emotk",
+                   "extract-fbank", data, "--nj", "2", "--job", "JOB"])
+        assert r.returncode == 0, r.stderr
+        subprocess.run(emotk + ["extract-fbank", data, "--nj", "2", "--merge"], cwd=tmp_path, env=slurm_env,
+                       check=True, capture_output=True)
+    assert "Slurm job" in (tmp_path / "exp/log/fbank_slurm.1.log").read_text()
+    assert "Slurm job" not in (tmp_path / "exp/log/fbank_local.1.log").read_text()
+    slurm, local = tmp_path / "slurm/all", tmp_path / "local/all"
+    a, b = _feats(slurm), _feats(local)
+    assert list(a) == list(b) and len(a) == 14
+    for utt in a:
+        assert a[utt].dtype == b[utt].dtype and a[utt].tobytes() == b[utt].tobytes(), utt
+    for name in ("utt2num_frames", "frame_shift"):
+        assert (slurm / name).read_bytes() == (local / name).read_bytes()
+    arks = sorted(p.name for p in (slurm / "data").glob("*.ark"))
+    assert len(arks) == 2 and arks == sorted(p.name for p in (local / "data").glob("*.ark"))
+    for ark in arks:
+        assert (slurm / "data" / ark).read_bytes() == (local / "data" / ark).read_bytes()
