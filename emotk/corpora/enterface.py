@@ -236,18 +236,25 @@ def read_avi_audio(path: str | Path) -> tuple[np.ndarray, int]:
     chunks, rate = [], None
     try:
         with av.open(str(path)) as container:
+            if not container.streams:
+                raise EmotkError(f"{path}: no readable streams (a corrupt or not a video file)")
             if not container.streams.audio:
                 raise EmotkError(f"{path}: no audio stream ({len(container.streams.video)} video stream(s) only)")
-            for frame in container.decode(container.streams.audio[0]):
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
                 rate = frame.sample_rate
                 x = frame.to_ndarray()
                 if not frame.format.is_planar:
                     x = x.reshape(-1, len(frame.layout.channels)).T
                 chunks.append(_to_float(x))
+            announced = stream.frames if stream.codec_context.name.startswith("pcm_") else 0
     except av.FFmpegError as e:
         raise EmotkError(f"{path}: cannot decode ({getattr(e, 'strerror', None) or e})") from None
-    if not chunks or sum(c.shape[1] for c in chunks) == 0:
+    n = sum(c.shape[1] for c in chunks)
+    if n == 0:
         raise EmotkError(f"{path}: the audio stream has no samples")
+    if n < 0.99 * announced:  # PCM in AVI: the header counts samples, so a cut file is detectable
+        raise EmotkError(f"{path}: truncated: {n} of the {announced} audio samples its header announces")
     return np.concatenate(chunks, axis=1), rate
 
 
