@@ -181,3 +181,74 @@ def test_a_signal_stops_the_running_tasks(tmp_path, sig, code):
             os.kill(int(f.read_text()), 0)
     assert not (tmp_path / "pid.3").exists()   # the third never started
     assert "Ended (code 143)" in (tmp_path / "log/s.1.log").read_text()
+
+
+# --- local/parse_options.sh ---------------------------------------------------------------------
+
+TOY = """#!/usr/bin/env bash
+# A toy recipe.
+#   bash run.sh --stage 2
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# begin options
+stage=0                    # first stage to run
+stop_stage=100             # last stage to run
+# Training
+seeds="1 2 3"              # training seeds; a "#" inside is fine
+use_gpu=false              # train on the GPU
+train_opts=""
+# end options
+. "{root}/local/parse_options.sh"
+
+conf=internal
+echo "stage=$stage stop_stage=$stop_stage seeds=$seeds use_gpu=$use_gpu train_opts=$train_opts rest=$*"
+"""
+
+
+def toy(tmp_path: Path, *args: str, marked: bool = True) -> subprocess.CompletedProcess:
+    text = TOY.replace("{root}", str(ROOT))
+    if not marked:
+        text = text.replace("# begin options\n", "").replace("# end options\n", "")
+    script = tmp_path / "run.sh"
+    script.write_text(text)
+    return subprocess.run(["bash", str(script), *args], cwd="/", capture_output=True, text=True, timeout=60)
+
+
+def test_parse_options_sets_declared_options(tmp_path):
+    r = toy(tmp_path, "--stage", "3", "--stop-stage=4", "--seeds", "4 5", "--use-gpu", "true",
+            "--train_opts", "--set a=1", "pos1", "pos2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "stage=3 stop_stage=4 seeds=4 5 use_gpu=true train_opts=--set a=1 rest=pos1 pos2\n"
+
+
+def test_parse_options_help_lists_only_the_declared_options(tmp_path):
+    r = toy(tmp_path, "--stage", "2", "--help")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["Usage: run.sh [options]", "A toy recipe.", "  bash run.sh --stage 2"]
+    options = lines[lines.index("Options (--name VALUE or --name=VALUE) [default]:") + 1:]
+    assert [ln.split()[0] for ln in options] == ["--stage", "--stop-stage", "Training", "--seeds", "--use-gpu",
+                                                 "--train-opts"]
+    assert options[0].split(None, 1)[1] == "first stage to run [2]"   # the value as given so far
+    assert options[3].split(None, 1)[1] == 'training seeds; a "#" inside is fine [1 2 3]'
+    assert options[5].split(None, 1)[1] == "[]"
+    assert "conf" not in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--conf", "x"], "run.sh: unknown option --conf (run.sh --help lists the options)"),
+    (["--stage"], "run.sh: option --stage needs a value"),
+    (["--use-gpu", "yes"], "run.sh: option --use-gpu takes true or false, not 'yes'"),
+    (["--PATH", "/x"], "run.sh: unknown option --PATH (run.sh --help lists the options)"),
+])
+def test_parse_options_errors_are_one_line(tmp_path, args, message):
+    r = toy(tmp_path, *args)
+    assert r.returncode == 1 and r.stderr.splitlines() == [message] and r.stdout == ""
+
+
+def test_parse_options_without_markers_keeps_the_old_rule(tmp_path):
+    r = toy(tmp_path, "--stage", "5", "--train-opts", "x", marked=False)
+    assert r.returncode == 0 and r.stdout.startswith("stage=5 ") and "train_opts=x " in r.stdout
+    r = toy(tmp_path, "--no-such-thing", "1", marked=False)
+    assert r.returncode == 1 and r.stderr.splitlines() == ["run.sh: unknown option --no-such-thing (run.sh --help lists the options)"]
