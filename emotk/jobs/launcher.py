@@ -48,23 +48,28 @@ def prepare_dirs(spec: JobSpec) -> None:
             raise EmotkError(f"cannot write the log directory {d}: {e.strerror}") from None
 
 
-def tail(path: Path, n: int = TAIL_LINES) -> list[str]:
+def show_tail(prog: str, path: Path, name: str | Path) -> None:
+    """The last lines of a log on stderr; nothing for a missing or empty one."""
     try:
-        return path.read_text(errors="replace").splitlines()[-n:]
-    except OSError as e:
-        return [f"(cannot read {path}: {e.strerror})"]
+        lines = path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+    except OSError:
+        return
+    if lines:
+        print(f"{prog}: last lines of {name}:", file=sys.stderr)
+        for line in lines:
+            print(f"  | {line}", file=sys.stderr)
 
 
 def report(prog: str, spec: JobSpec, failed: list[TaskResult]) -> None:
-    """Name every failed task; show the last lines of the first one's log."""
+    """Name every failed task; show the last lines of the first one's log (and of Slurm's output for it)."""
     for r in failed:
         what = f"exit code {r.code}" if r.code is not None else "did not finish"
         note = f"; {r.note}" if r.note else ""
         print(f"{prog}: task {r.task} failed ({what}), log {spec.log_name(r.task)}{note}", file=sys.stderr)
-    first = failed[0].task
-    print(f"{prog}: last lines of {spec.log_name(first)}:", file=sys.stderr)
-    for line in tail(spec.log_path(first)):
-        print(f"  | {line}", file=sys.stderr)
+    first = failed[0]
+    show_tail(prog, spec.log_path(first.task), spec.log_name(first.task))
+    if first.other_log is not None:
+        show_tail(prog, first.other_log, first.other_log)
     n = len(spec.tasks)
     print(f"{prog}: {len(failed)} of {n} task(s) failed; re-run the same command to run only the unfinished ones",
           file=sys.stderr)

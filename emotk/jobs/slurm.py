@@ -173,7 +173,7 @@ def wait_for(spec: JobSpec, job_id: str, tasks: list[int], grace_s: float = 5.0,
         else:
             state = final_state(job_id, t if spec.name else None)
             out = spec.qdir / (f"{spec.base}.{t}.out" if spec.name else f"{spec.base}.out")
-            results.append(TaskResult(t, None, f"Slurm job {job_id}: {state or 'state unknown'}; Slurm's output in {out}"))
+            results.append(TaskResult(t, None, f"Slurm job {job_id}: {state or 'state unknown'}", other_log=out))
     return results
 
 

@@ -37,7 +37,8 @@ class TaskResult:
 
     task: int
     code: int | None
-    note: str = ""          # what the backend knows besides the log (e.g. Slurm's state)
+    note: str = ""              # what the backend knows besides the log (e.g. Slurm's state)
+    other_log: Path | None = None   # the backend's own output for the task (Slurm's --output file)
 
 
 def _now() -> str:
