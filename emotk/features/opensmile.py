@@ -257,9 +257,10 @@ def _run_parallel(ex: OpenSmileExtraction, name: str | None, progress: Progress)
     for j in range(1, ex.nj + 1):
         if j not in todo:
             progress.update(len(job_utts(ex.d.utts, ex.nj, j)))
-    if todo:
-        ex.invalidate()
-    workers = min(len(todo) or 1, os.cpu_count() or 1)
+    if not todo:
+        return
+    ex.invalidate()
+    workers = min(len(todo), os.cpu_count() or 1)
     # spawn, as extract-fbank does: a forked copy of a process with running thread pools can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_worker, str(ex.d.path), ex.config, name, ex.nj, str(ex.feats_dir), j) for j in todo]
