@@ -1,0 +1,189 @@
+"""Noise augmentation cost: offline (augment-data-dir + extract-fbank against --nj) and on the fly.
+
+    python benchmarks/bench_augment.py [--utts 40] [--nj 1,2] [--repeats 3] [--no-write]
+
+Makes ``--utts`` speech-like utterances of 3 s (formant-filtered pulse trains, 10 speakers) and a
+synthetic MUSAN (40 noises of 1.2 to 12 s) in a temporary dir, then measures:
+
+(a) offline, whole processes as a recipe runs them (wall clock, what a user waits for):
+    ``emotk augment-data-dir`` with paper 002's set-up (20 noises x 3 SNRs + clean: x61), then
+    ``emotk extract-fbank --nj N`` on the augmented dir, and on the clean dir as the reference
+    (same config, no mixing); throughput in utterances and audio seconds per wall second;
+(b) on the fly, per utterance, in one process on one thread (best of ``--repeats``): reading the
+    utterance's precomputed fbank from its ark (the reference: what a feats input costs), reading
+    its wav, reading + NoiseMixer (a wav input with mixing), reading + fbank, reading + NoiseMixer + fbank.
+
+Results replace the "## Noise augmentation" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_common import cpu_name, replace_section  # noqa: E402
+
+HEADING = "## Noise augmentation"
+SR = 16000
+SECONDS = 3.0
+FBANK = "fbank40"
+
+
+def make_speech(root: Path, n: int) -> Path:
+    import soundfile as sf
+
+    from emotk.corpora.musan import noise_signal
+    from emotk.data.datadir import write_data_dir
+
+    (root / "wav").mkdir(parents=True)
+    wav, utt2spk, dur = {}, {}, {}
+    for i in range(n):
+        spk = f"spk{i % 10:02d}"
+        utt = f"{spk}-utt{i:04d}"
+        path = root / "wav" / f"{utt}.wav"
+        sf.write(str(path), noise_signal("speech", 0, i, SECONDS) * 8, SR, subtype="PCM_16")
+        wav[utt], utt2spk[utt], dur[utt] = str(path), spk, SECONDS
+    return write_data_dir(root / "clean", {"utt2spk": utt2spk, "wav.scp": wav, "utt2dur": dur}).path
+
+
+def emotk(*args) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, its worker processes included) of one whole ``emotk`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", "from emotk.cli import main; main()", *map(str, args)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(r.stderr)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def fresh(data: Path) -> None:
+    import shutil
+
+    for name in ("feats.scp", "utt2num_frames", "frame_shift", "cmvn.scp"):
+        (data / name).unlink(missing_ok=True)
+    shutil.rmtree(data / "data", ignore_errors=True)
+    shutil.rmtree(data / "conf" / "feats.yaml", ignore_errors=True)
+
+
+def offline(clean: Path, noise: Path, work: Path, njs: list[int]) -> tuple[list[str], int]:
+    aug = work / "aug"
+    t_aug, c_aug = emotk("augment-data-dir", clean, aug, "--noise", noise, "--noises-per-utt", 20,
+                         "--snrs-per-noise", 3, "--snr-range", "-10:15", "--seed", 1, "--keep-clean")
+    n_clean = len((clean / "utt2spk").read_text().splitlines())
+    n_aug = len((aug / "utt2spk").read_text().splitlines())
+    rows = [f"| augment-data-dir (x61, tables only) | 1 | {n_aug} | {t_aug:.2f} | {c_aug:.2f} | {n_aug / t_aug:.0f} | - |"]
+    for nj in njs:
+        for name, d, n in (("extract-fbank, clean (reference)", clean, n_clean), ("extract-fbank, augmented", aug, n_aug)):
+            fresh(d)
+            t, c = emotk("extract-fbank", d, "--config", FBANK, "--nj", nj)
+            rows.append(f"| {name} | {nj} | {n} | {t:.2f} | {c:.2f} | {n / t:.1f} | {n * SECONDS / t:.0f}x |")
+    return rows, n_aug
+
+
+def per_utterance(clean: Path, noise: Path, repeats: int) -> list[tuple[str, float]]:
+    import torch
+
+    from emotk.augment.mix import NoiseMixer
+    from emotk.data.ark import read_matrix
+    from emotk.data.datadir import DataDir
+    from emotk.features.extract import compute_features, load_feature_config
+    from emotk.features.pipeline import extract_data_dir, load_utterance, resolve_feature_config
+
+    torch.set_num_threads(1)
+    cfg = load_feature_config(resolve_feature_config(FBANK))
+    fresh(clean)
+    extract_data_dir(clean, cfg, log=lambda m: None)
+    d = DataDir(clean)
+    scp = {k: d.resolve(v) for k, v in d.table("feats.scp").items()}
+    mixer = NoiseMixer(noise, prob=1.0, snr_range=(-10, 15), seed=0)
+    utts = d.utts
+
+    def timed(fn) -> float:
+        best = float("inf")
+        for r in range(repeats):
+            start = time.process_time()
+            for i, utt in enumerate(utts):
+                fn(r, i, utt)
+            best = min(best, time.process_time() - start)
+        return 1000 * best / len(utts)
+
+    read = lambda r, i, u: load_utterance(d, u, SR)  # noqa: E731
+    mixed = lambda r, i, u: mixer(load_utterance(d, u, SR), SR, (r, i))  # noqa: E731
+    return [
+        ("read precomputed fbank (ark), reference", timed(lambda r, i, u: read_matrix(scp[u]))),
+        ("read wav", timed(read)),
+        ("read wav + NoiseMixer (wav input)", timed(mixed)),
+        ("read wav + fbank", timed(lambda r, i, u: compute_features(read(r, i, u), SR, cfg))),
+        ("read wav + NoiseMixer + fbank", timed(lambda r, i, u: compute_features(mixed(r, i, u), SR, cfg))),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--utts", type=int, default=40)
+    ap.add_argument("--nj", default="1,2")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    njs = [int(x) for x in args.nj.split(",")]
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        from emotk.corpora.musan import make_synthetic, prepare_musan
+
+        clean = make_speech(work / "speech", args.utts)
+        noise = prepare_musan(make_synthetic(work / "musan", seed=0, size=40, duration=12.0), work / "noise").path
+        rows, n_aug = offline(clean, noise, work, njs)
+        per_utt = per_utterance(clean, noise, args.repeats)
+    import torch
+
+    ref = per_utt[0][1]
+    lines = [
+        HEADING, "",
+        f"{datetime.date.today()}; {os.cpu_count()} CPUs ({cpu_name()}); Python {platform.python_version()}, "
+        f"torch {torch.__version__}; load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+        "(other jobs may share the machine: compare rows of one run, not runs).", "",
+        f"Command: `python benchmarks/bench_augment.py --utts {args.utts} --nj {args.nj} --repeats {args.repeats}`", "",
+        f"{args.utts} speech-like utterances of {SECONDS:g} s at 16 kHz, synthetic MUSAN of 40 noises (1.2 to 12 s). "
+        f"Offline: whole `emotk` processes (start-up included), wall clock and CPU time (user + system, "
+        f"workers included; steadier than wall clock on a shared machine); paper 002's set-up "
+        f"(20 noises x 3 SNRs in [-10, 15] dB + clean, x61: {n_aug} utterances). The augmented dir holds only "
+        "tables; its audio is mixed while features are extracted, so mixing costs appear in its extract-fbank rows "
+        "(against the clean rows, same config).", "",
+        "| step | --nj | utterances | wall s | CPU s | utt/s (wall) | x real time (wall) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows, "",
+        "`--nj 1` extracts in the main process with torch's default thread count, `--nj N` in N workers of "
+        "cpus / N threads each; on a busy machine the extra threads of `--nj 1` cost CPU time (compare the CPU "
+        "column of the augmented rows).", "",
+        f"On the fly, per utterance ({SECONDS:g} s), CPU time of one process on one thread, best of {args.repeats}; "
+        "NoiseMixer with prob 1 (every utterance mixed), the noise segment read from its file each time.", "",
+        "| per utterance | ms | vs. precomputed fbank |",
+        "|---|---:|---:|",
+        *[f"| {name} | {ms:.2f} | {ms / ref:.1f}x |" for name, ms in per_utt], "",
+        f"Mixing itself (read + NoiseMixer minus read) costs {per_utt[2][1] - per_utt[1][1]:.2f} ms per utterance; "
+        f"mixing + fbank on the fly {per_utt[4][1] - ref:.2f} ms more than reading precomputed features. "
+        "Per epoch, on-the-fly augmentation adds that many ms per training utterance; set it against the "
+        "per-utterance training step of the same model (section Training throughput: 1000 / train utt/s).",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
+
+
+if __name__ == "__main__":
+    main()
