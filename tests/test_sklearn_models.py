@@ -216,6 +216,10 @@ def test_bad_training_data():
         sm.fit("logreg", {}, X2, y, 4, True, 0)
     with pytest.raises(EmotkError, match="one class only"):
         sm.fit("logreg", {}, X, np.zeros(40, int), 4, True, 0)
+    with pytest.raises(EmotkError, match="class index 4 outside 0..3"):
+        sm.fit("logreg", {}, X, np.r_[y[:-1], 4], 4, True, 0)
+    with pytest.raises(EmotkError, match="takes 6-dimensional vectors"):
+        sm.predict_proba(sm.fit("logreg", {}, X, y, 4, True, 0), X[:, :5])
 
 
 @pytest.mark.parametrize("name", ["svm_linear", "svm_rbf", "svm_poly", "logreg"])

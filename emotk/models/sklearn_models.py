@@ -21,7 +21,9 @@ and RBF kernels.  A numpy-in / numpy-out layer: ``X`` is ``[N, D]`` float, ``y``
 - The predicted label is the argmax posterior everywhere (selection on valid, predictions, scores),
   never ``SVC.predict``'s one-vs-one vote, so the label written always matches the posteriors.
 - Every fit is deterministic: calibration folds are unshuffled and ``seed`` is passed as
-  ``random_state`` to the estimators that would use one.
+  ``random_state`` to the estimators that would use one.  Fitting runs with one BLAS thread: libsvm
+  is single-threaded and the calibration fits two parameters per class, where BLAS threads only
+  spin (on a shared 2-core machine they made the sigmoid fits 7x slower than the SVMs themselves).
 - Saved with ``skops.io`` (no pickle): a model dir holds ``model.skops`` and ``model.yaml``; loading
   refuses any type outside ``TRUSTED_TYPES``, listed here, not skops' broader defaults.
 """
@@ -191,7 +193,8 @@ def check_config(name: str, params: dict | None, grid: dict | None) -> list[dict
     axes = []
     for key, values in grid.items():
         if key not in cls.tunable:
-            raise EmotkError(f"model {name}: train.grid.{key}: not a grid key of {name} (grid keys: {', '.join(cls.tunable)})")
+            raise EmotkError(f"model {name}: train.grid.{key}: not a grid key of {name} "
+                             f"(grid keys: {', '.join(cls.tunable)})")
         if key in params:
             raise EmotkError(f"model {name}: {key} is set in both model.params and train.grid")
         if not isinstance(values, list) or not values:
@@ -228,9 +231,9 @@ def _check_xy(what: str, X, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         raise EmotkError(f"{what}: expected a non-empty [N, D] matrix, got shape {X.shape}")
     if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
         raise EmotkError(f"{what}: expected {len(X)} integer class indices, got {y.dtype} of shape {y.shape}")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise EmotkError(f"{what}: class index {int(y.max() if y.max() >= n_classes else y.min())} "
-                         f"outside 0..{n_classes - 1}")
+    out = y[(y < 0) | (y >= n_classes)]
+    if len(out):
+        raise EmotkError(f"{what}: class index {int(out[0])} outside 0..{n_classes - 1}")
     bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
     if len(bad):
         raise EmotkError(f"{what}: row {int(bad[0])} has a non-finite value")
@@ -242,6 +245,7 @@ def fit(name: str, settings: dict, X, y, n_classes: int, class_weights: bool, se
     """Fit ``Pipeline(StandardScaler, estimator)`` with full ``settings`` (a point of ``check_config``)."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     cls = model_class(name)
     X, y = _check_xy("train", X, y, n_classes)
@@ -257,13 +261,17 @@ def fit(name: str, settings: dict, X, y, n_classes: int, class_weights: bool, se
         ("scaler", StandardScaler()),
         ("clf", cls.estimator(settings, "balanced" if class_weights else None, seed, folds)),
     ])
-    pipeline.fit(X, y)
+    with threadpool_limits(limits=1, user_api="blas"):
+        pipeline.fit(X, y)
     return Fitted(name, dict(settings), n_classes, pipeline)
 
 
 def predict_proba(fitted: Fitted, X) -> np.ndarray:
     """Posteriors ``[N, K]`` in class-index order (zeros for classes absent from train)."""
     X = np.asarray(X, dtype=np.float64)
+    dim = fitted.pipeline.n_features_in_
+    if X.ndim != 2 or X.shape[1] != dim:
+        raise EmotkError(f"model {fitted.name} takes {dim}-dimensional vectors, got shape {X.shape}")
     out = np.zeros((len(X), fitted.n_classes))
     out[:, fitted.pipeline.classes_] = fitted.pipeline.predict_proba(X)
     return out
