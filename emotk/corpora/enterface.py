@@ -57,7 +57,7 @@ SAMPLE_RATE = 16000
 # happiness sentences of subject 23; subject 6 left out.
 PAPER_TOTAL = 1257
 PAPER_SUBJECTS = 42
-EXPECTED_PER_EMOTION = {e: 210 - 3 * (e == "happiness") for e in EMO_NAMES}
+EXPECTED_PER_EMOTION = {e: 207 if e == "happiness" else 210 for e in EMO_NAMES}
 REPORT = "prepare_report.txt"
 RECORD = "decoded.json"
 DECODER = f"pyav pcm-exact, channel mean, scipy resample_poly to {SAMPLE_RATE} Hz, PCM_16 (v1)"
@@ -237,7 +237,7 @@ def read_avi_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         with av.open(str(path)) as container:
             if not container.streams:
-                raise EmotkError(f"{path}: no readable streams (a corrupt or not a video file)")
+                raise EmotkError(f"{path}: no readable streams (corrupt, or not a video file)")
             if not container.streams.audio:
                 raise EmotkError(f"{path}: no audio stream ({len(container.streams.video)} video stream(s) only)")
             stream = container.streams.audio[0]
@@ -550,7 +550,8 @@ def synthesize_sentence(subject: int, emotion: str, sentence: int, seed: int = 0
     s = float(np.clip(v["strength"] * rng.lognormal(0.0, v["spread"]), 0.15, 1.6))
     tempo = act.tempo ** s * rng.lognormal(0.0, 0.07)
     wav, sr = synthesize(SENTENCES[emotion][sentence - 1], voice=v["voice"], variant=v["variant"],
-                         rate_wpm=int(round(v["rate"] * tempo)), pitch=int(np.clip(v["pitch"] + rng.normal(0, 4), 0, 100)),
+                         rate_wpm=int(round(v["rate"] * tempo)),
+                         pitch=int(np.clip(v["pitch"] + rng.normal(0, 4), 0, 100)),
                          pitch_range=int(np.clip(v["range"] + rng.normal(0, 8), 0, 100)),
                          wordgap=int(round(s * act.pause + rng.uniform(0, 2))))
     if max_duration is not None:
