@@ -131,6 +131,41 @@ def ensemble_predictions(inputs: Sequence[str | Path], out: str | Path) -> dict:
     out = Path(out)
     if kinds.pop():
         if all((p / "heads.yaml").is_file() for p in inputs):
-            return _ensemble_heads(inputs, out)
+            summary = _ensemble_heads(inputs, out)
+            _merge_provenance(inputs, out)
+            return summary
         return _ensemble_frames(inputs, out)
     return _ensemble_classes(inputs, out)
+
+
+def _system(exp: Path) -> str:
+    """The system name of a run dir ``<system>/<protocol>/<fold>/seed<N>`` (else the dir's name)."""
+    return exp.parents[2].name if exp.name.startswith("seed") and len(exp.parents) > 2 else exp.name
+
+
+def _merge_provenance(inputs: Sequence[Path], out: Path) -> None:
+    """Give an ensemble of runs' predictions (``<exp>/predictions/<set>``) the union of its members'
+    provenance (``<out exp>/provenance``), so that scoring checks the test set against every utterance
+    and speaker any member was trained or selected on. Members must share one protocol."""
+    from emotk.training.provenance import read_record, read_trained, write_record
+
+    exps = [p.parent.parent for p in inputs]
+    if out.parent.name != "predictions" or not all(p.parent.name == "predictions" for p in inputs):
+        return
+    records = [read_record(e) for e in exps]
+    if any(r is None for r in records):
+        return
+    protocols = {str(r.get("protocol")) for r in records}
+    if len(protocols) > 1:
+        raise EmotkError(f"ensemble members were trained under different protocols: {' vs '.join(sorted(protocols))}")
+    train, valid = {}, {}
+    for e in exps:
+        trained = read_trained(e)
+        train.update(trained["train"])
+        valid.update(trained["valid"])
+    first = records[0]
+    record = {**first, "ensemble_of": [str(e) for e in exps],
+              "selection": {"set": "valid", "speakers": sorted(set(valid.values())), "utterances": len(valid)},
+              "normalization": {f"{_system(e)}.{k}": v for e, r in zip(exps, records)
+                                for k, v in (r.get("normalization") or {}).items()}}
+    write_record(out.parent.parent, record, train, valid)

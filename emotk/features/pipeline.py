@@ -52,7 +52,12 @@ def resolve_feature_config(name_or_path: str | Path) -> Path:
 def config_yaml(config: dict) -> str:
     import yaml
 
-    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+    # Sorted here, not by sort_keys: importing opensmile (through oyaml) turns PyYAML's key sorting off.
+    return yaml.safe_dump(_sorted(config), sort_keys=False, default_flow_style=False)
+
+
+def _sorted(value):
+    return {k: _sorted(value[k]) for k in sorted(value)} if isinstance(value, dict) else value
 
 
 def load_utterance(d: DataDir, utt: str, sample_rate: int) -> np.ndarray:

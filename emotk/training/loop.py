@@ -196,6 +196,10 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
     cfg = resolve_config(cfg)
     check_model(cfg["model"], {n: s["kind"] for n, s in cfg["inputs"].items()},
                 {h: s["kind"] for h, s in cfg["heads"].items()})
+    if framework(cfg["model"]["name"]) == "sklearn":
+        from emotk.models.sklearn_models import check_config
+
+        check_config(cfg["model"]["name"], cfg["model"]["params"], cfg["train"]["grid"])
     record = build_record(cfg, train_dir, valid_dir)
     if not prepare_exp_dir(exp, cfg, record, resume=resume, overwrite=overwrite, on_mismatch=on_mismatch, log=log):
         return None
