@@ -92,6 +92,15 @@ def test_array_job_writes_a_log_per_task(slurm_env, tmp_path):
     assert "-m emotk.jobs.task" in script
 
 
+def test_a_single_job_without_job_range(slurm_env, tmp_path):
+    r = launch(slurm_env, tmp_path, "--num-threads", "1", "exp/run1/train.out", "bash", "-c", "echo JOB $SLURM_JOB_ID")
+    assert r.returncode == 0, r.stderr
+    log = (tmp_path / "exp/run1/train.out").read_text()
+    m = re.search(r"^# Slurm job (\d+)$", log, re.M)
+    assert m and f"\nJOB {m.group(1)}\n" in log   # JOB is left alone without JOB=
+    assert sorted(p.name for p in (tmp_path / "exp/run1/q").iterdir()) == ["train.sh"]
+
+
 def test_failed_task_is_reported_and_a_rerun_runs_only_it(slurm_env, tmp_path):
     (tmp_path / "fail.3").touch()
     r = launch(slurm_env, tmp_path, "JOB=1:4", "log/t.JOB.log", *COUNTING)
@@ -117,7 +126,22 @@ def test_a_task_cancelled_midway_is_reported_and_rerun(slurm_env, tmp_path):
     subprocess.run(["scancel", f"{job_id(log2)}_2"], env=slurm_env, check=True)   # as a node failure would
     _, err = p.communicate(timeout=120)
     assert p.returncode == 1
-    assert re.search(r"task 2 failed \(did not finish\), log log/k.2.log; Slurm job \d+: CANCELLED", err), err
+    # the runner passes SIGTERM on to the command and records its end; Slurm's state comes with it
+    assert re.search(r"task 2 failed \(exit code 143\), log log/k.2.log; Slurm job \d+: (CANCELLED|COMPLETING)", err), err
+    assert "# Ended (code 143)" in log2.read_text()
+    (tmp_path / "ok").touch()
+    r = launch(slurm_env, tmp_path, "JOB=1:2", "log/k.JOB.log", *task)
+    assert r.returncode == 0, r.stderr
+    assert [runs(tmp_path, j) for j in (1, 2)] == [1, 2]
+
+
+def test_a_task_killed_midway_did_not_finish_and_is_rerun(slurm_env, tmp_path):
+    # task 2 SIGKILLs the runner above it: no footer, no status, as when a node dies
+    task = ["bash", "-c", "echo run >> runs.JOB; [ JOB = 1 ] || [ -e ok ] || kill -9 $PPID"]
+    r = launch(slurm_env, tmp_path, "JOB=1:2", "log/k.JOB.log", *task)
+    assert r.returncode == 1
+    assert re.search(r"task 2 failed \(did not finish\), log log/k.2.log; Slurm job \d+: \w+", r.stderr), r.stderr
+    assert "Ended" not in (tmp_path / "log/k.2.log").read_text()
     (tmp_path / "ok").touch()
     r = launch(slurm_env, tmp_path, "JOB=1:2", "log/k.JOB.log", *task)
     assert r.returncode == 0, r.stderr

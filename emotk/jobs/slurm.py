@@ -145,21 +145,22 @@ def final_state(job_id: str, task: int | None) -> str:
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
-def wait_for(spec: JobSpec, job_id: str, tasks: list[int], grace_s: float = 5.0,
-             squeue_every_s: float = 5.0) -> list[TaskResult]:
+def wait_for(spec: JobSpec, job_id: str, tasks: list[int], grace_s: float = 5.0) -> list[TaskResult]:
     """Wait until every task has a status file, or the job has left the queue without one.
 
-    Status files are checked often (cheap); ``squeue`` is asked every few seconds only, as a busy
-    controller would want.
+    Status files are checked often (cheap); ``squeue`` is asked after 1 s, then less and less
+    often up to every 5 s, as a busy controller would want.
     """
-    delay, gone_since, next_squeue = 0.1, None, time.monotonic() + 1.0
+    delay, gone_since = 0.1, None
+    squeue_every, next_squeue = 1.0, time.monotonic() + 1.0
     while True:
         status = {t: read_status(spec, t) for t in tasks}
         if all(status.values()):
             break
         now = time.monotonic()
         if gone_since is None and now >= next_squeue:
-            next_squeue = now + squeue_every_s
+            squeue_every = min(squeue_every * 1.5, 5.0)
+            next_squeue = now + squeue_every
             if not in_queue(job_id):
                 gone_since = now
         if gone_since is not None and now - gone_since > grace_s:  # a shared file system may lag
@@ -168,12 +169,13 @@ def wait_for(spec: JobSpec, job_id: str, tasks: list[int], grace_s: float = 5.0,
         delay = min(delay * 1.3, 1.0)
     results = []
     for t in tasks:
-        if status[t] is not None:
-            results.append(TaskResult(t, status[t]["code"]))
-        else:
-            state = final_state(job_id, t if spec.name else None)
-            out = spec.qdir / (f"{spec.base}.{t}.out" if spec.name else f"{spec.base}.out")
-            results.append(TaskResult(t, None, f"Slurm job {job_id}: {state or 'state unknown'}", other_log=out))
+        code = status[t]["code"] if status[t] is not None else None
+        if code == 0:
+            results.append(TaskResult(t, 0))
+            continue
+        state = final_state(job_id, t if spec.name else None)
+        out = spec.qdir / (f"{spec.base}.{t}.out" if spec.name else f"{spec.base}.out")
+        results.append(TaskResult(t, code, f"Slurm job {job_id}: {state or 'state unknown'}", other_log=out))
     return results
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -95,10 +96,24 @@ def run_task(spec: JobSpec, task: int, on_start: Callable[[subprocess.Popen], No
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emotk.jobs.task SPEC.json TASK``: what each Slurm array task runs."""
+    """``python -m emotk.jobs.task SPEC.json TASK``: what each Slurm array task runs.
+
+    SIGTERM (scancel, a time limit) is passed on to the command's process group, so that the task
+    still ends with a log footer and a status (code 143) unless Slurm has to SIGKILL it.
+    """
     spec_file, task = argv if argv is not None else sys.argv[1:]
     spec = JobSpec.from_json(Path(spec_file).read_text())
-    return 0 if run_task(spec, int(task)) == 0 else 1
+    child: list[subprocess.Popen] = []
+
+    def forward(signum, frame):
+        for p in child:
+            try:
+                os.killpg(p.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    return 0 if run_task(spec, int(task), on_start=child.append) == 0 else 1
 
 
 if __name__ == "__main__":
