@@ -10,8 +10,10 @@ Imports nothing heavy: it starts in a few tens of milliseconds.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from emotk.errors import EmotkError
@@ -41,9 +43,9 @@ def prepare_dirs(spec: JobSpec) -> None:
     for d in sorted({p for t in spec.tasks for p in (spec.log_path(t).parent, spec.status_path(t).parent)}):
         try:
             d.mkdir(parents=True, exist_ok=True)
-            probe = d / ".emotk-write-test"
-            probe.touch()
-            probe.unlink()
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=d)  # a unique name: launchers may share d
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
             raise EmotkError(f"cannot write the log directory {d}: {e.strerror}") from None
 
