@@ -53,7 +53,8 @@ def ensemble_predictions_cmd(
     from emotk.evaluation.ensemble import ensemble_predictions
 
     r = ensemble_predictions(inputs, out)
-    log(f"{out}: average of {r['runs']} runs ({r['kind']}, {r['utterances']} utterances)")
+    parts = r["heads"].items() if r["kind"] == "heads" else [(r["kind"], r)]
+    log(f"{out}: average of {r['runs']} runs (" + ", ".join(f"{n}: {h['utterances']} utterances" for n, h in parts) + ")")
 
 
 @app.command("analyze-label-spectrum")

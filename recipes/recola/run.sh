@@ -167,7 +167,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     for p in dev test; do
       [ -f $data/$p/labels.scp ] || continue   # the AVEC test labels are withheld
       emotk score --metric ccc,rmse,pcc --ref $data/$p --hyp $dir/predictions/$p --tag $m \
-        $([ $r = ensemble ] && echo --ensemble)
+        $([ $r = ensemble ] && echo --ensemble) $([ $p = dev ] && [ $selection = dev ] && echo --selection-set)
     done
   done; done; done
 fi
