@@ -35,6 +35,7 @@ MODEL_MODULES = [
     "emotk.models.blstm_regressor",
     "emotk.models.sklearn_models",
     "emotk.models.split_mlp",
+    "emotk.models.vae",
 ]
 
 _REGISTRY: dict[str, type] = {}
