@@ -154,3 +154,45 @@ def test_trains_and_infers_through_emotk_train(name, tmp_path):
     assert summary["epochs"] == 2
     out = infer(tmp_path / "exp", [va], log=lambda m: None)
     assert (out / "emotion.txt").read_text().count("\n") > 1
+
+
+# Paper-size configs (conf/model) ------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def test_cnn_lstm1d_config_has_table_1_sizes():
+    """Paper 004 Table 1: conv k=3 with 64, 64, 128, 128 filters, pools of 4 (L/256 steps), LSTM 256."""
+    cfg = load_config(ROOT / "conf/model/cnn_lstm1d.yaml")
+    assert cfg["segments"] == {**cfg["segments"], "mode": "pad_or_cut", "length": 8.0}
+    net = build_for_config(cfg["model"], {"wav": ("wav", 1)}, {"emotion": ("class", 6)}).net
+    convs = [(1, 64), (64, 64), (64, 128), (128, 128)]
+    expected = sum(i * o * 3 + o + 2 * o for i, o in convs)  # conv weights and biases, batch-norm scale and shift
+    expected += 4 * (256 * 128 + 256 * 256 + 2 * 256) + 256 * 6 + 6  # LSTM (two bias vectors in torch), 1F
+    assert _count(net) == expected
+    net.eval()
+    lengths = torch.tensor([128000])
+    h = torch.zeros(1, 1, 128000)
+    for block in net.blocks:
+        h, lengths = block(h, lengths)
+    assert h.shape == (1, 128, 500) and int(lengths) == 128000 // 256
+
+
+@pytest.mark.parametrize("name,tables", [("elor", {"wav": "wav"}), ("lom", {"mfcc": "feats"}),
+                                         ("ftr", {"is10": "vector"}), ("elor_ftr", {"wav": "wav", "is10": "vector"})])
+def test_paper_003_configs(name, tables):
+    cfg = load_config(ROOT / f"conf/model/{name}.yaml")
+    tc = cfg["train"]
+    assert (tc["optimizer"], tc["nesterov"], tc["head_order"]) == ("sgd", True, "random")
+    assert {n: s["kind"] for n, s in cfg["inputs"].items()} == tables
+    assert {h: s["labels"] for h, s in cfg["heads"].items()} == {"valence": "utt2valence5", "arousal": "utt2arousal5"}
+    if any(k != "vector" for k in tables.values()):
+        assert (cfg["segments"]["mode"], cfg["segments"]["length"], cfg["segments"]["min_last"]) == ("window", 6.0, 3.0)
+    dims = {"wav": ("wav", 1), "mfcc": ("feats", 26), "is10": ("vector", 1582)}
+    net = build_for_config(cfg["model"], {n: dims[n] for n in tables}, {"valence": ("class", 5), "arousal": ("class", 5)})
+    x = {n: torch.zeros(2, 16000 if n == "wav" else 60, 1 if n == "wav" else 26) for n in tables if n != "is10"}
+    if "is10" in tables:
+        x["is10"] = torch.zeros(2, 1582)
+    out, _ = net.eval()(x, {n: torch.tensor([v.shape[1]] * 2) if v.dim() == 3 else torch.ones(2, dtype=torch.long)
+                            for n, v in x.items()})
+    assert {h: tuple(o.shape) for h, o in out.items()} == {"valence": (2, 5), "arousal": (2, 5)}
