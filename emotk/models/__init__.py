@@ -31,6 +31,7 @@ from emotk.errors import EmotkError
 MODEL_MODULES = [
     "emotk.models.cnn_lstm",
     "emotk.models.ldnn",
+    "emotk.models.cldnn",
     "emotk.models.temporal_cnn",
     "emotk.models.blstm_regressor",
     "emotk.models.sklearn_models",

@@ -59,3 +59,14 @@ class MaskedLSTM(nn.Module):
         n_dir = 2 if self.lstm.bidirectional else 1
         last = h[-n_dir:].transpose(0, 1).reshape(x.shape[0], -1)
         return out, last
+
+
+def context_windows(x: torch.Tensor, lengths: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """Each valid frame with ``left`` frames before and ``right`` after (Kaldi ``splice-feats``
+    order, first / last *valid* frame repeated at the edges): ``[B, T, D] -> [N, left + 1 + right, D]``
+    for the N valid frames, in ``length_mask`` order. Padding never enters a window."""
+    lengths = lengths.to(x.device)
+    b, t = length_mask(lengths, x.shape[1]).nonzero(as_tuple=True)
+    offsets = torch.arange(-left, right + 1, device=x.device)
+    idx = torch.minimum((t[:, None] + offsets[None, :]).clamp(min=0), (lengths[b] - 1)[:, None])
+    return x[b[:, None], idx]
