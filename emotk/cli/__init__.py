@@ -9,4 +9,5 @@ from emotk.cli import features  # noqa: F401
 from emotk.cli import train  # noqa: F401
 from emotk.cli import tune  # noqa: F401
 from emotk.cli import evaluate  # noqa: F401
+from emotk.cli import analysis  # noqa: F401
 from emotk.cli import recola  # noqa: F401
