@@ -13,7 +13,7 @@ class HeadsAdapter(nn.Module):
         super().__init__()
         self.net, self.input_name, self.head_dims = net, input_name, dict(head_dims)
 
-    def forward(self, inputs, lengths):
+    def forward(self, inputs, lengths, targets=None):
         out = self.net(inputs[self.input_name], lengths[self.input_name])
         parts, start = {}, 0
         for head, dim in self.head_dims.items():
@@ -23,12 +23,17 @@ class HeadsAdapter(nn.Module):
 
 
 class NativeAdapter(nn.Module):
-    """A native model, its optional auxiliary losses always returned as a dict."""
+    """A native model, its optional auxiliary losses always returned as a dict. A model with
+    ``needs_targets = True`` (a CVAE conditioned on the label) gets the batch's targets in training
+    mode only, so no evaluation or inference output can depend on a label."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, inputs, lengths):
-        out = self.net(inputs, lengths)
+    def forward(self, inputs, lengths, targets=None):
+        if getattr(self.net, "needs_targets", False) and self.training:
+            out = self.net(inputs, lengths, targets=targets)
+        else:
+            out = self.net(inputs, lengths)
         return out if isinstance(out, tuple) else (out, {})

@@ -144,7 +144,7 @@ class Step:
 
     def __call__(self, b, heads: list[str], epoch: int) -> float:
         with autocast(self.device, self.amp):
-            out, aux = self.model(b.inputs, b.lengths)
+            out, aux = self.model(b.inputs, b.lengths, b.targets)
         frames = b.lengths[self.clock] if self.clock else None
         loss = 0.0
         for h in heads:
