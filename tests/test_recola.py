@@ -16,7 +16,6 @@ import soundfile as sf
 from emotk.analysis.continuous import (
     downsample_restore,
     label_spectrum,
-    read_frame_labels,
     resampling_ccc,
     trajectory_table,
     write_label_spectrum,
@@ -33,10 +32,11 @@ from emotk.corpora.recola import (
 )
 from emotk.data.ark import read_matrix
 from emotk.data.datadir import DataDir
+from emotk.data.predictions import read_frame_labels, write_class_predictions, write_frame_predictions
 from emotk.errors import EmotkError
 from emotk.training.expdir import TEST_EXIT_ENV
 from emotk.metrics.regression import ccc
-from emotk.evaluation.ensemble import ensemble_predictions, write_class_predictions, write_frame_predictions
+from emotk.evaluation.ensemble import ensemble_predictions
 
 ROOT = Path(__file__).resolve().parent.parent
 EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]
@@ -450,11 +450,12 @@ def test_recipe_end_to_end_killed_and_resumed_from_stage_3(tmp_path):
     run = tmp_path / "exp" / "downup_cnn" / "arousal" / "ensemble"
     s = json.loads((run / "scores" / "dev.json").read_text())
     _, _, ref = read_frame_labels(tmp_path / "data" / "dev")
-    _, _, hyp = read_frame_labels(run / "predictions" / "dev")
+    _, _, hyp = read_frame_labels(run / "predictions" / "dev" / "labels")
     n = {u: min(len(ref[u]), len(hyp[u])) for u in ref}
     y = np.concatenate([ref[u][: n[u], 0] for u in sorted(ref)])
     p = np.concatenate([hyp[u][: n[u], 0] for u in sorted(ref)])
-    assert s["metrics"]["arousal"]["ccc"] == pytest.approx(audmetric.concordance_cc(y, p), abs=1e-6)
-    assert s["metrics"]["arousal"]["rmse"] == pytest.approx(np.sqrt(audmetric.mean_squared_error(y, p)), abs=1e-6)
+    m = s["heads"]["labels"]["metrics"]["arousal"]
+    assert m["ccc"] == pytest.approx(audmetric.concordance_cc(y, p), abs=1e-6)
+    assert m["rmse"] == pytest.approx(np.sqrt(audmetric.mean_squared_error(y, p)), abs=1e-6)
     # test labels are withheld: predictions exist, no scores
-    assert (run / "predictions" / "test" / "labels.scp").is_file() and not (run / "scores" / "test.json").exists()
+    assert (run / "predictions" / "test" / "labels" / "labels.scp").is_file() and not (run / "scores" / "test.json").exists()

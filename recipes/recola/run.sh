@@ -185,7 +185,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   hyps=()
   for m in $models; do for d in $dims; do
     r=ensemble; [ -d $exp/$m/$d/ensemble/predictions/dev ] || r=seed${seeds%% *}
-    hyps+=(--hyp "$m=$exp/$m/$d/$r/predictions/dev")
+    hyps+=(--hyp "$m=$exp/$m/$d/$r/predictions/dev/labels")   # the frame_regression head "labels"
   done; done
   emotk plot-trajectories --ref $data/dev "${hyps[@]}" --start $traj_start --end $traj_end \
     --out $analysis/trajectories.png
