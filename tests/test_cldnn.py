@@ -125,3 +125,29 @@ def test_configs_build(variant):
             assert (cfg["train"]["batch_size"], cfg["train"]["lr"], cfg["train"]["patience"]) == (10, 0.001, 3)
         check_model(cfg["model"], {"feats": "feats"}, {"emotion": "class"})
         build_model(cfg["model"]["name"], 40, 6, **cfg["model"]["params"])
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from tests.toydata import write_feature_dir
+
+    root = tmp_path_factory.mktemp("cldnn")
+    return write_feature_dir(root / "train", spks=("s1", "s2"), n_per_class=3, seed=1, cmvn=True), \
+        write_feature_dir(root / "valid", spks=("s3",), n_per_class=3, seed=2, cmvn=True)
+
+
+@pytest.mark.parametrize("t,filters", [("s", ["model.params.heights=[4,2]"]), ("t", []),
+                                       ("st", ["model.params.heights=[4,2]", "model.params.widths=[3,2]"]),
+                                       ("fst", [])])
+def test_trains_through_the_trainer(toy, tmp_path, t, filters):
+    """Each config trains on 12-band toy features and infers posteriors for every valid utterance."""
+    from emotk.inference import Model, data_dir_dataset
+    from emotk.training.loop import train
+
+    cfg = load_config(ROOT / f"conf/model/cldnn_{t}_small.yaml", filters + [
+        "model.params.maps=2", "model.params.lstm_size=4", "model.params.fc_sizes=[4]", "train.epochs=1"])
+    summary = train(cfg, *toy, tmp_path / "exp", log=lambda m: None)
+    assert summary["best_epoch"] == 1
+    model = Model(tmp_path / "exp")
+    posts = model.outputs(data_dir_dataset(model, toy[1]))["emotion"]
+    assert len(posts) == 6 and all(np.isclose(p.sum(), 1.0) for p in posts.values())

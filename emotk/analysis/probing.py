@@ -143,7 +143,10 @@ def module_activations(model, data_dir: str | Path, batch_size: int = 16) -> tup
             sub = net.get_submodule(path)
         except AttributeError:
             raise EmotkError(f"{model.exp}: probe module {module!r}: the model has no submodule {path!r}") from None
-        hooks.append(sub.register_forward_hook(lambda _m, args, out, key=module: current.__setitem__(key, _utterance_level(out, args))))
+        def keep(_module, args, output, key=module):
+            current[key] = _utterance_level(output, args)
+
+        hooks.append(sub.register_forward_hook(keep))
     try:
         with torch.no_grad():
             for b in loader(ds, eval_batches(ds, batch_size)):
@@ -211,15 +214,16 @@ def _data_digest(model, data_dir: Path, h) -> None:
         h.update(f"{name}\n".encode())
         _file_digest(d.path / name, h)
         if name.endswith(".scp"):
-            arks = sorted({d.resolve(v).rpartition(":")[0] or d.resolve(v) for v in read_table(d.path / name, parse=str).values()})
+            entries = read_table(d.path / name, parse=str).values()
+            arks = sorted({d.resolve(v).rpartition(":")[0] or d.resolve(v) for v in entries})
             for ark in arks:
                 st = Path(ark).stat()
                 h.update(f"{ark} {st.st_size} {st.st_mtime_ns}\n".encode())
 
 
 def _record(model, train_dir: Path, test_dir: Path) -> dict:
-    out = {"model": str(model.exp.resolve()), "checkpoint": str(model.source.resolve()), "train": str(train_dir.resolve()),
-           "test": str(test_dir.resolve()), "probe": PROBE}
+    out = {"model": str(model.exp.resolve()), "checkpoint": str(model.source.resolve()),
+           "train": str(train_dir.resolve()), "test": str(test_dir.resolve()), "probe": PROBE}
     h = hashlib.sha256()
     _file_digest(model.source, h)
     for d in (train_dir, test_dir):
@@ -325,7 +329,8 @@ def probe_modules(exp: str | Path, train_dir: str | Path, test_dir: str | Path, 
     rows = probe_table(train, test, train_labels, test_labels, log)
     with atomic_dir(out) as tmp:
         write_tsv(rows, tmp / "probe.tsv")
-        plot_lda(train, train_labels, tmp / "lda.png", title=f"{Path(exp).name}: {train_dir} ({len(train_utts)} utterances)")
+        title = f"{Path(exp).name}: {train_dir} ({len(train_utts)} utterances)"
+        plot_lda(train, train_labels, tmp / "lda.png", title=title)
         (tmp / "record.yaml").write_text(yaml.safe_dump(record, sort_keys=True), encoding="utf-8")
     for r in rows:
         log(f"probe-modules: {r['module']:>6} {r['label']:<8} probe UA {100 * r['probe_ua']:6.2f}%  "

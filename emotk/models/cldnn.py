@@ -75,8 +75,8 @@ class ConvLayers(nn.Module):
             pool_h, pool_w = _out(conv_h, pool[0], stride[0]), _out(conv_w, pool[1], stride[1])
             if min(conv_h, conv_w, pool_h, pool_w) < 1:
                 raise EmotkError(
-                    f"{who}: layer {i}'s {kernel[0]} x {kernel[1]} filters and {pool[0]} x {pool[1]} pooling do not fit "
-                    f"its {h} x {w} map (input: {bands} bands x {sum(context) + 1} context frames); use smaller "
+                    f"{who}: layer {i}'s {kernel[0]} x {kernel[1]} filters and {pool[0]} x {pool[1]} pooling do not "
+                    f"fit its {h} x {w} map (input: {bands} bands x {sum(context) + 1} context frames); use smaller "
                     "filters or a wider context (per axis: filter1 + 2 filter2 + 4 <= input size)")
             convs += [nn.Conv2d(c_in, maps, kernel), nn.ReLU(), nn.MaxPool2d(pool, stride)]
             h, w, c_in = pool_h, pool_w, maps
