@@ -19,16 +19,11 @@ def probe_modules_cmd(
     batch_size: int = typer.Option(16, "--batch-size"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
 ):
-    """Module-wise analysis (paper 002, section 7.5, Table 5, Fig. 3): each module's output (mean over valid time
-    for sequences) and the raw input per utterance; a linear SVM probe per module for every class head, speaker
-    and gender (spk2gender) label, trained on --train and scored on --test (UA); the inertia ratio
-    (intra-/inter-class inertia, Eqs. 15-17) and 2-D LDA scatter plots on --train.
+    """Module-wise analysis (paper 002, section 7.5, Table 5, Fig. 3): each module's output (mean over valid time for sequences) and the raw input per utterance; a linear SVM probe per module for every class head, speaker and gender (spk2gender) label, trained on --train and scored on --test (UA); the inertia ratio (intra-/inter-class inertia, Eqs. 15-17) and 2-D LDA scatter plots on --train.
 
-    Writes OUT/probe.tsv (module, label, classes, probe_ua, inertia_ratio) and OUT/lda.png; a re-run with the
-    same model and data is skipped.
+    Writes OUT/probe.tsv (module, label, classes, probe_ua, inertia_ratio), OUT/lda.png and OUT/record.yaml; a re-run with the same model and data is skipped.
 
-    Example: emotk probe-modules --model exp/enterface/cldnn_fst/tvt/seed1 --train data/enterface/tvt/train
-    --test data/enterface/tvt/test --out exp/enterface/cldnn_fst/tvt/seed1/probe
+    Example: emotk probe-modules --model exp/enterface/cldnn_fst/tvt/seed1 --train data/enterface/tvt/train --test data/enterface/tvt/test --out exp/enterface/cldnn_fst/tvt/seed1/probe
     """
     from emotk.analysis.probing import probe_modules
     from emotk.errors import EmotkError
