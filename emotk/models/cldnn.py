@@ -17,7 +17,8 @@ of 3 with stride 2 along the convolution's own direction(s) (Table 1), both laye
 - FST (``widths`` >= 2):              M x w1 then 1 x w2 filters (the first covers all M bands, so the
   map is one band high), pool 1 x 3 / stride 1 x 2.
 
-Pooling has no padding (floor mode), as the paper's arithmetic requires: its S-Conv search of
+Biases are one per feature map (as Keras' Conv2D, which the paper used; its Eq. 1 writes a bias per
+position). Pooling has no padding (floor mode), as the paper's arithmetic requires: its S-Conv search of
 section 7.4 stops at h1 = 30 for M = 40 with h2 = 3 "to allow pooling and convolution in the
 second layer", i.e. h1 + 2 h2 + 4 <= M (the same rule holds for widths and the 16-frame context).
 
