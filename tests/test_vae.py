@@ -142,7 +142,7 @@ def test_bad_parameters_are_one_line_errors():
         build_for_config({"name": "vae_lstm", "params": {}}, {"wav": ("wav", 1)}, {"emotion": ("class", 4)})
 
 
-@pytest.mark.parametrize("name", ["ae_lstm", "vae_lstm"])
+@pytest.mark.parametrize("name", ["ae_lstm", "vae_lstm", "cvae_lstm"])
 def test_trains_and_infers_through_emotk_train(name, tmp_path):
     root = tmp_path / "data"
     tr = write_feature_dir(root / "train", spks=("s1", "s2"), seed=1, cmvn=True)
