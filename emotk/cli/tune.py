@@ -27,8 +27,8 @@ def tune_cmd(
     each trial is an 'emotk train' run under --exp/trial-NNN. Train and valid sets only: a test part of a
     fold (fold.yaml) is refused. A re-run resumes the study (and an interrupted trial).
 
-    Example: emotk tune --config conf/model/elor.yaml --space conf/tune/elor.yaml --train data/folds/loso-1F/train
-    --valid data/folds/loso-1F/valid --trials 70 --exp exp/iemocap/tune/elor
+    Example: emotk tune --config conf/model/elor.yaml --space elor_space.yaml --train data/folds/loso-Ses01F/train
+    --valid data/folds/loso-Ses01F/valid --trials 70 --exp exp/iemocap/tune/elor
     """
     from emotk.tuning import tune
 
