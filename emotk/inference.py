@@ -1,16 +1,15 @@
-"""Inference with a trained exp dir (torch or scikit-learn): the training input pipeline, then a
-predictions dir with one file per head (``emotk.data.predictions``).
+"""Inference with a trained model: an exp dir or an exported model dir (``emotk export-model``),
+torch (PyTorch or an exported ONNX graph in onnxruntime) or scikit-learn.
 
 Inputs:
 - a data dir: each input is read as in training (speaker z-norm with the dir's statistics tables
-  when the model was trained with ``norm: speaker``; ``global`` with the training set's statistics);
-- audio files (any sample rate, mono or multi-channel): ``feats`` inputs are computed with the
-  feature config stored with the model (a copy of the training dir's conf/feats.yaml), downmixed
-  and resampled by ``emotk.features.extract.compute_features``; ``wav`` inputs are resampled. The
-  speaker of a loose file is unknown, so an input trained with speaker z-norm gets per-utterance
-  z-norm instead (the closest estimate from one file; expect some loss when utterances are short).
-  Utterance-level vectors need the openSMILE configuration and are computed from a data dir with
-  ``emotk extract-opensmile`` instead.
+  when the model was trained with ``norm: speaker``; ``global`` with the training set's
+  statistics); predictions dir with one file per head (``emotk.data.predictions``);
+- audio (files, folders, wav.scp, ``-``): ``emotk.deploy.audio`` computes every input from the
+  audio with the configs stored with the model (fbank/MFCC, raw samples, openSMILE functionals),
+  chunk by chunk with bounded memory; the speaker of a recording is unknown, so speaker z-norm
+  becomes the recording's own statistics (or, in an exported model dir, the training statistics
+  for short recordings: ``emotk.deploy.export``).
 
 Utterance-level heads of a model trained on segments get the mean of their pieces' outputs.
 """
@@ -22,25 +21,49 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from emotk.data.datadir import DataDir, validate_data_dir
+from emotk.data.datadir import validate_data_dir
 from emotk.data.predictions import write_class_predictions, write_frame_predictions, write_heads_spec, write_value_predictions
 from emotk.errors import EmotkError
 from emotk.training.dataset import SerDataset
 
 
 class Model:
-    """A trained model of an exp dir: ``meta`` (inputs, heads, statistics) and ``outputs(ds)``."""
+    """A trained model: an exp dir or an exported model dir (``emotk.deploy.export``); ``meta`` (inputs,
+    heads, statistics), ``outputs(ds)`` on a data set and ``run(xs, lens)`` on arrays.
 
-    def __init__(self, exp_dir: str | Path, checkpoint: str = "best", device: str = "cpu"):
-        self.exp = Path(exp_dir)
-        sk = self.exp / "model" / "meta.yaml"
-        if sk.is_file():
+    ``backend``: ``torch``, or ``onnx`` (an exported graph run by onnxruntime; ``onnx`` names the
+    file, default ``<model dir>/model.onnx``).
+    """
+
+    def __init__(self, path: str | Path, checkpoint: str = "best", device: str = "cpu", backend: str = "torch",
+                 onnx: str | Path | None = None, threads: int | None = None):
+        from emotk.deploy.export import ESTIMATOR, WEIGHTS, is_model_dir, read_model_yaml
+
+        self.exp = Path(path)
+        if not self.exp.is_dir():
+            raise EmotkError(f"{self.exp}: no such model dir or exp dir")
+        if backend not in ("torch", "onnx"):
+            raise EmotkError(f"--backend must be torch or onnx, got {backend!r}")
+        self.backend, self.onnx = backend, None
+        packaged = is_model_dir(self.exp)
+        if packaged:
+            meta = read_model_yaml(self.exp)
+            self.kind = meta["framework"]
+        elif (self.exp / "model" / "meta.yaml").is_file():
+            self.kind = "sklearn"
+        elif (self.exp / "checkpoints").is_dir():
+            self.kind = "torch"
+        else:
+            raise EmotkError(f"{self.exp}: not an emotk model (no model.yaml, checkpoints/ or model/meta.yaml)")
+        if self.kind == "sklearn":
             from emotk.models.sklearn_models import load_model
             from emotk.training.sklearn_fit import read_meta
 
-            self.meta, self.kind = read_meta(self.exp / "model"), "sklearn"
-            self.estimator = load_model(self.exp / "model" / "estimator")
-            self.source = sk
+            if backend != "torch":
+                raise EmotkError(f"{self.exp}: --backend onnx is for torch models; scikit-learn models run as they are")
+            self.meta = meta if packaged else read_meta(self.exp / "model")
+            self.source = self.exp / (ESTIMATOR if packaged else "model/estimator")
+            self.estimator = load_model(self.source)
             return
         import torch
 
@@ -48,17 +71,54 @@ class Model:
         from emotk.training.checkpoint import load_checkpoint
         from emotk.training.predict import resolve_device
 
-        self.source = self.exp / "checkpoints" / f"{checkpoint}.pt"
-        ck = load_checkpoint(self.source)
-        meta = ck["meta"]
-        meta["global_stats"] = {n: t.numpy() for n, t in meta.get("global_stats", {}).items()}
-        self.meta, self.kind = meta, "torch"
+        if packaged:
+            self.source = self.exp / WEIGHTS
+            state = load_checkpoint(self.source)
+        else:
+            self.source = self.exp / "checkpoints" / f"{checkpoint}.pt"
+            ck = load_checkpoint(self.source)
+            state, meta = ck["model"], ck["meta"]
+            meta["global_stats"] = {n: t.numpy() for n, t in meta.get("global_stats", {}).items()}
+        self.meta = meta
         self.device = resolve_device(device)
         inputs = {n: (s["kind"], s["dim"]) for n, s in meta["inputs"].items()}
         heads = {h: (s["kind"], 1 if s["kind"] == "regression" else len(s["names"])) for h, s in meta["heads"].items()}
         self.net = build_for_config(meta["model"], inputs, heads)
-        self.net.load_state_dict(ck["model"])
+        self.net.load_state_dict(state)
         self.net.to(self.device).eval()
+        if threads:
+            torch.set_num_threads(threads)
+        if backend == "onnx":
+            from emotk.deploy.onnx import OnnxBackend
+
+            self.onnx = OnnxBackend(Path(onnx) if onnx else self.exp / "model.onnx", meta["inputs"], list(heads),
+                                    threads or 1)
+
+    @property
+    def packaged(self) -> bool:
+        from emotk.deploy.export import is_model_dir
+
+        return is_model_dir(self.exp)
+
+    def run(self, xs: dict[str, np.ndarray], lens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw outputs ``{head: [B, ...]}`` (logits, values, frame outputs) of a padded batch; scikit-learn
+        models give posteriors."""
+        if self.kind == "sklearn":
+            from emotk.models.sklearn_models import predict_proba
+
+            (head,) = self.meta["heads"]
+            (x,) = xs.values()
+            return {head: predict_proba(self.estimator, x.reshape(len(x), -1)).astype(np.float32)}
+        if self.onnx is not None:
+            return self.onnx.run(xs, lens)
+        import torch
+
+        t_x = {n: torch.from_numpy(x).to(self.device) for n, x in xs.items()}
+        t_l = {n: torch.from_numpy(np.asarray(lens[n] if n in lens else np.ones(len(x), np.int64)))
+               for n, x in xs.items()}
+        with torch.no_grad():
+            out, _ = self.net(t_x, t_l)
+        return {h: o.float().cpu().numpy() for h, o in out.items()}
 
     @property
     def head_kinds(self) -> dict[str, str]:
@@ -66,6 +126,8 @@ class Model:
 
     def outputs(self, ds: SerDataset, batch_size: int = 16) -> dict[str, dict[str, np.ndarray]]:
         """``{head: {utt: output}}`` (posteriors, values or frame outputs)."""
+        if self.onnx is not None:
+            return self._onnx_outputs(ds, batch_size)
         if self.kind == "sklearn":
             from emotk.models.sklearn_models import predict_proba
             from emotk.training.sklearn_fit import vectors
@@ -76,6 +138,28 @@ class Model:
         from emotk.training.predict import piece_outputs, utterance_outputs
 
         outs, _ = piece_outputs(self.net, ds, self.head_kinds, batch_size, self.device)
+        return utterance_outputs(ds, outs, self.head_kinds)
+
+    def _onnx_outputs(self, ds: SerDataset, batch_size: int) -> dict[str, dict[str, np.ndarray]]:
+        """``piece_outputs`` + ``utterance_outputs`` with the ONNX graph."""
+        from emotk.training.dataset import eval_batches, loader
+        from emotk.training.predict import utterance_outputs
+
+        outs: dict[str, list] = {h: [None] * len(ds) for h in self.head_kinds}
+        clock = ds.clock.name if ds.clock is not None else None
+        for batch in loader(ds, eval_batches(ds, batch_size)):
+            raw = self.run({n: t.numpy() for n, t in batch.inputs.items()},
+                           {n: t.numpy() for n, t in batch.lengths.items()})
+            for h, kind in self.head_kinds.items():
+                for j, i in enumerate(batch.index):
+                    y = raw[h][j]
+                    if kind == "class":
+                        e = np.exp(y - y.max())
+                        outs[h][i] = (e / e.sum()).astype(np.float32)
+                    elif kind == "regression":
+                        outs[h][i] = y.reshape(1)
+                    else:
+                        outs[h][i] = y[: int(batch.lengths[clock][j])]
         return utterance_outputs(ds, outs, self.head_kinds)
 
 
@@ -97,88 +181,6 @@ def _spec(s: dict) -> dict:
     return {k: v for k, v in s.items() if k not in ("dim", "rate")}
 
 
-class ArraySource:
-    """Inputs computed in memory (audio files): the ``Source`` interface over a dict of arrays."""
-
-    def __init__(self, name: str, kind: str, rate: float | None, arrays: dict[str, np.ndarray]):
-        self.name, self.kind, self.arrays = name, kind, arrays
-        self.rate = rate if rate is not None else float("inf")
-
-    @property
-    def temporal(self) -> bool:
-        return self.kind != "vector"
-
-    def length(self, utt: str) -> int:
-        return self.arrays[utt].shape[0]
-
-    def read(self, utt: str) -> np.ndarray:
-        return self.arrays[utt]
-
-    def dim(self, utt: str) -> int:
-        return self.arrays[utt].shape[1]
-
-
-def audio_dataset(model: Model, files: Sequence[str | Path], log: Callable[[str], None] = print) -> SerDataset:
-    """Inputs of loose audio files; utterance ids are the file names without extension."""
-    import soundfile as sf
-
-    from emotk.features.cmvn import apply_cmvn, utterance_cmvn
-    from emotk.features.extract import compute_features, prepare_audio
-    from emotk.features.transforms import splice_frames, stack_frames
-
-    seen: dict[str, Path] = {}
-    wavs = {}
-    for f in map(Path, files):
-        if f.stem in seen:
-            raise EmotkError(f"{f}: same utterance id {f.stem!r} as {seen[f.stem]}; rename one of them")
-        seen[f.stem] = f
-        try:
-            wavs[f.stem] = sf.read(str(f), dtype="float32", always_2d=False)
-        except (RuntimeError, sf.LibsndfileError) as e:  # unreadable or unknown formats
-            raise EmotkError(f"{f}: cannot read audio: {e}") from None
-    sources = {}
-    for name, spec in model.meta["inputs"].items():
-        arrays = {}
-        for utt, (wav, sr) in wavs.items():
-            try:
-                if spec["kind"] == "wav":
-                    x = prepare_audio(wav, sr, {"sample_rate": spec["sample_rate"]}, str(seen[utt])).reshape(-1, 1)
-                    if spec["norm"] == "utterance":
-                        x = (x - x.mean()) / max(float(x.std()), 1e-8)
-                elif spec["kind"] == "feats":
-                    config = model.meta["data_conf"].get("feats")
-                    if spec["table"] != "feats.scp" or config is None:
-                        raise EmotkError(f"input {name!r} ({spec['table']}) cannot be computed from audio here: "
-                                         f"make a data dir and run the extraction, then infer on it")
-                    x = compute_features(wav, sr, config)
-                    if spec["norm"] in ("speaker", "utterance"):
-                        x = utterance_cmvn(x)
-                    elif spec["norm"] == "global":
-                        x = apply_cmvn(x, model.meta["global_stats"][name])
-                    if spec["stack"] > 1:
-                        x = stack_frames(x, spec["stack"])
-                    if spec["splice"][0] or spec["splice"][1]:
-                        x = splice_frames(x, *spec["splice"])
-                else:
-                    raise EmotkError(f"input {name!r} is an utterance-level vector table ({spec['table']}): extract "
-                                     f"it into a data dir (emotk extract-opensmile) and infer on the data dir")
-            except EmotkError as e:
-                raise EmotkError(f"{seen[utt]}: {e}") from None
-            arrays[utt] = np.ascontiguousarray(x, dtype=np.float32)
-        sources[name] = ArraySource(name, spec["kind"], spec.get("rate"), arrays)
-        if spec.get("norm") == "speaker":
-            log(f"input {name!r}: audio files have no speaker: per-utterance z-norm replaces the training's speaker z-norm")
-    return SerDataset(_FileSet(sorted(wavs)), sources, None, model.meta["segments"])
-
-
-class _FileSet:
-    """The stand-in for a data dir of loose files (utterance ids only)."""
-
-    def __init__(self, utts: list[str]):
-        self.utts = utts
-        self.path = Path(".")
-
-
 def write_predictions(model: Model, outputs: dict[str, dict[str, np.ndarray]], out_dir: Path) -> None:
     """``out_dir/heads.yaml`` and one predictions file (or dir) per head."""
     spec = {}
@@ -197,29 +199,81 @@ def write_predictions(model: Model, outputs: dict[str, dict[str, np.ndarray]], o
     write_heads_spec(out_dir / "heads.yaml", spec)
 
 
+def _is_data_dir(path: Path, model: Model) -> bool:
+    """A dir holding the model's input tables (or an utt2spk) is a data dir; any other dir is a folder of audio."""
+    return (path / "utt2spk").is_file() or all((path / s["table"]).is_file() for s in model.meta["inputs"].values())
+
+
+def audio_ids(items) -> dict[str, object]:
+    """Utterance ids of recordings in a predictions dir: file names without extension (wav.scp: its ids)."""
+    out: dict[str, object] = {}
+    for it in items:
+        utt = it.id if str(it.id) != str(it.path) else it.path.stem
+        if utt in out:
+            raise EmotkError(f"{it.path}: same utterance id {utt!r} as {out[utt].path}; rename one of them")
+        out[utt] = it
+    return out
+
+
+def infer_audio(model: Model, paths, *, writer=None, out: Path | None = None, chunk: float | None = None,
+                batch_size: int = 8, csv_dir: Path | None = None, plot: bool = False, stdin=None,
+                log: Callable[[str], None] = print) -> tuple[int, list[tuple[str, str]]]:
+    """Recordings (files, folders, wav.scp, ``-``) through ``emotk.deploy.audio``: rows to ``writer``
+    and, with ``out``, a predictions dir of the recordings' aggregate outputs. Returns
+    ``(recordings done, [(name, reason) of failures])``."""
+    from emotk.deploy.audio import AudioInference, list_audio, run_audio
+
+    items, failures = list_audio(paths, stdin)
+    for name, why in failures:
+        log(f"error: {name}: {why}")
+    ids = audio_ids(items) if out is not None else {}
+    by_item = {id(it): utt for utt, it in ids.items()}
+    engine = AudioInference(model, chunk, batch_size, csv_dir or (Path(out) / "frames" if out else Path("frames")),
+                            plot, keep_frames=out is not None, log=log)
+    collected: dict[str, dict] = {h: {} for h in model.meta["heads"]}
+
+    def keep(res) -> None:
+        if out is None:
+            return
+        if any(v is None for v in res.heads.values()):
+            log(f"{res.item.path}: no prediction (see the warning); left out of {out}")
+            return
+        for h, v in res.heads.items():
+            collected[h][by_item[id(res.item)]] = v
+
+    class _Null:
+        def write(self, res):
+            pass
+
+    done = run_audio(engine, items, writer or _Null(), failures, keep, log)
+    if out is not None and done:
+        write_predictions(model, collected, Path(out))
+    return done, failures
+
+
 def infer(exp_dir: str | Path, inputs: Sequence[str | Path], out: str | Path | None = None, checkpoint: str = "best",
           name: str | None = None, batch_size: int = 16, device: str = "cpu",
-          log: Callable[[str], None] = print) -> Path:
-    """Predict for one data dir or for audio files; returns the predictions dir."""
+          log: Callable[[str], None] = print, backend: str = "torch", onnx: str | Path | None = None) -> Path:
+    """Predict for one data dir, or for audio (files, folders, wav.scp), into a predictions dir; returns it.
+
+    ``exp_dir``: an exp dir or an exported model dir. Any audio that cannot be read is an error here
+    (``emotk infer`` on a terminal reports it and goes on instead).
+    """
     exp_dir = Path(exp_dir)
     if not inputs:
         raise EmotkError("infer: give a data dir or audio files")
-    model = Model(exp_dir, checkpoint, device)
+    model = Model(exp_dir, checkpoint, device, backend, onnx)
     first = Path(inputs[0])
-    if first.is_dir():
-        if len(inputs) > 1:
-            raise EmotkError(f"infer: give one data dir, or audio files (got {len(inputs)} inputs, the first a dir)")
+    if len(inputs) == 1 and first.is_dir() and _is_data_dir(first, model):
         ds = data_dir_dataset(model, first)
-        default_name = first.resolve().name
-    else:
-        for p in inputs:
-            if not Path(p).is_file():
-                raise EmotkError(f"{p}: no such audio file or data dir")
-        ds = audio_dataset(model, inputs, log)
-        default_name = "audio"
-    outputs = model.outputs(ds, batch_size)
-    path = Path(out) if out else exp_dir / "predictions" / (name or default_name)
-    write_predictions(model, outputs, path)
-    log(f"{path}: predictions of {len(ds.utts)} utterances for head(s) {', '.join(model.meta['heads'])} "
-        f"with {model.source}")
+        path = Path(out) if out else exp_dir / "predictions" / (name or first.resolve().name)
+        write_predictions(model, model.outputs(ds, batch_size), path)
+        log(f"{path}: predictions of {len(ds.utts)} utterances for head(s) {', '.join(model.meta['heads'])} "
+            f"with {model.source}")
+        return path
+    path = Path(out) if out else exp_dir / "predictions" / (name or "audio")
+    done, failures = infer_audio(model, inputs, out=path, batch_size=batch_size, log=log)
+    if failures:
+        raise EmotkError(f"{failures[0][0]}: {failures[0][1]}" + (f" ({len(failures)} inputs failed)" if len(failures) > 1 else ""))
+    log(f"{path}: predictions of {done} recordings for head(s) {', '.join(model.meta['heads'])} with {model.source}")
     return path

@@ -7,6 +7,7 @@ from emotk.cli import corpora  # noqa: F401
 from emotk.cli import augment  # noqa: F401
 from emotk.cli import features  # noqa: F401
 from emotk.cli import train  # noqa: F401
+from emotk.cli import deploy  # noqa: F401
 from emotk.cli import tune  # noqa: F401
 from emotk.cli import evaluate  # noqa: F401
 from emotk.cli import analysis  # noqa: F401

@@ -46,25 +46,64 @@ def train_cmd(
 
 @app.command("infer")
 def infer_cmd(
-    inputs: List[Path] = typer.Argument(..., help="One data dir with the model's input tables, or audio files "
-                                        "(any rate, mono or stereo)."),
-    model: Path = typer.Option(..., "--model", help="Experiment dir of a trained model."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
+    inputs: List[str] = typer.Argument(..., help="One data dir with the model's input tables; or audio: files, "
+                                       "folders (recursive), wav.scp tables, '-' (paths on stdin)."),
+    model: Path = typer.Option(..., "--model", help="Model dir (emotk export-model) or experiment dir."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last (exp dirs of torch models)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Predictions dir (heads.yaml and one file or dir per "
-                                       "head); default <model>/predictions/<name>."),
-    name: Optional[str] = typer.Option(None, "--name", help="Set name for the default output (default: the data dir's "
-                                       "name, or 'audio')."),
+                                       "head); data dirs: default <model>/predictions/<name>; audio: only when given."),
+    name: Optional[str] = typer.Option(None, "--name", help="Set name for the default output of a data dir "
+                                       "(default: the data dir's name)."),
+    fmt: str = typer.Option("tsv", "--format", help="Audio: rows as tsv | jsonl."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Audio: file for the rows (default: stdout)."),
+    csv_dir: Optional[Path] = typer.Option(None, "--csv-dir", help="Audio, continuous models: dir of the per-file CSVs "
+                                           "(default: <output>.frames/, or frames/)."),
+    plot: bool = typer.Option(False, "--plot", help="Audio, continuous models: a PNG beside each CSV."),
+    chunk: Optional[float] = typer.Option(None, "--chunk", help="Audio: chunk length in seconds (default: the "
+                                          "training piece length, else 10; continuous models 60)."),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime on --onnx)."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file for --backend onnx (default <model>/model.onnx)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the library's own)."),
     batch_size: int = typer.Option(16, "--batch-size"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
 ):
-    """Predict with a trained model (torch or scikit-learn), using the input pipeline it was trained with;
-    writes one predictions file per head (class posteriors, values, or frame-level labels).
+    """Predict with a trained model (torch, ONNX or scikit-learn), using the input pipeline it was trained with.
 
-    Example: emotk infer --model exp/emodb/cnn_lstm2d_small/fold1 data/fold1/test
+    A data dir gives a predictions dir (one file per head). Audio of any format, rate and channel count
+    gives one row per recording (and per chunk of long recordings) as TSV or JSON lines; continuous
+    models also write one CSV per recording at the label rate. Silent and very short recordings get a
+    warning and NA; an unreadable file is reported by name, the others are processed, exit code 2.
+
+    Example: emotk infer --model models/emodb_cnn_lstm2d recordings/ --format jsonl -o predictions.jsonl
     """
     from emotk.errors import EmotkError
-    from emotk.inference import infer
+    from emotk.inference import Model, _is_data_dir, infer, infer_audio
 
     if checkpoint not in ("best", "last"):
         raise EmotkError(f"--checkpoint must be best or last, got {checkpoint!r}")
-    infer(model, inputs, out=out, checkpoint=checkpoint, name=name, batch_size=batch_size, device=device, log=log)
+    if fmt not in ("tsv", "jsonl"):
+        raise EmotkError(f"--format must be tsv or jsonl, got {fmt!r}")
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        m = Model(model, checkpoint, device, backend, onnx, threads)
+        if _is_data_dir(Path(inputs[0]), m):
+            infer(model, inputs, out=out, checkpoint=checkpoint, name=name, batch_size=batch_size, device=device,
+                  log=log, backend=backend, onnx=onnx)
+            return
+    else:
+        m = Model(model, checkpoint, device, backend, onnx, threads)
+    from emotk.deploy.audio import WRITERS
+    from emotk.fileio import atomic_write
+
+    frames = csv_dir or (output.with_name(output.name + ".frames") if output else Path("frames"))
+    if output is None:
+        writer = WRITERS[fmt](sys.stdout, m.meta["heads"])
+        done, failures = infer_audio(m, inputs, writer=writer, out=out, chunk=chunk, batch_size=batch_size,
+                                     csv_dir=frames, plot=plot, log=log)
+    else:
+        with atomic_write(output) as f:
+            done, failures = infer_audio(m, inputs, writer=WRITERS[fmt](f, m.meta["heads"]), out=out, chunk=chunk,
+                                         batch_size=batch_size, csv_dir=frames, plot=plot, log=log)
+    log(f"{done} recording(s) done" + (f", {len(failures)} failed: " + ", ".join(n for n, _ in failures)
+                                       if failures else "") + (f"; rows in {output}" if output else ""))
+    if failures:
+        raise typer.Exit(2)
