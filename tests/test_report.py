@@ -413,7 +413,7 @@ def test_heads_yaml_scores_every_head(tmp_path):
 
 def test_report_continuous_with_ensemble(tmp_path):
     """Three runs with independent errors, averaged by ensemble_predictions: the ensemble beats every run."""
-    from emotk.analysis.continuous import read_frame_labels
+    from emotk.data.predictions import read_frame_labels
     from emotk.evaluation.ensemble import ensemble_predictions
 
     ref, _, ref_mats, _ = make_continuous(tmp_path)
@@ -473,7 +473,7 @@ def test_ensemble_of_heads_dirs(tmp_path):
     out = tmp_path / "exp/m/ensemble/predictions/test"
     r = ensemble_predictions(runs, out)
     assert r["heads"]["emotion"]["kind"] == "class" and r["heads"]["arousal"]["kind"] == "regression"
-    from emotk.evaluation.score import read_predictions, read_values
+    from emotk.data.predictions import read_predictions, read_values
 
     _, preds = read_predictions(out / "emotion.txt")
     _, values = read_values(out / "arousal.txt")

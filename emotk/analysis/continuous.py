@@ -28,29 +28,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from emotk.data.predictions import read_frame_labels
 from emotk.errors import EmotkError
 from emotk.fileio import atomic_path, write_text
 from emotk.metrics.regression import ccc, rmse
-
-
-def read_frame_labels(path: str | Path) -> tuple[list[str], float, dict[str, np.ndarray]]:
-    """``(label_names, label_frame_shift, {utt: [T, K]})`` of a data dir or predictions dir with labels.scp."""
-    from emotk.data.ark import read_matrix
-    from emotk.data.datadir import DataDir
-
-    d = DataDir(path)
-    d.require("labels.scp", "label_names", "label_frame_shift", hint="frame-level labels needed")
-    names = d.label_names
-    shift = float(d.scalar("label_frame_shift"))
-    mats = {}
-    for utt, rx in d.table("labels.scp").items():
-        m = read_matrix(d.resolve(rx))
-        if m.ndim != 2 or m.shape[1] != len(names) or m.shape[0] == 0:
-            raise EmotkError(f"{d.path / 'labels.scp'}: utterance {utt!r}: expected T x {len(names)} labels, got {m.shape}")
-        if not np.all(np.isfinite(m)):
-            raise EmotkError(f"{d.path / 'labels.scp'}: utterance {utt!r}: NaN or infinite label")
-        mats[utt] = m.astype(np.float64)
-    return names, shift, mats
 
 
 def _fig(width: float, height: float):

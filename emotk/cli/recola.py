@@ -67,7 +67,8 @@ def analyze_label_spectrum_cmd(
 
     Example: emotk analyze-label-spectrum data/recola/train --out-dir exp/recola/analysis
     """
-    from emotk.analysis.continuous import label_spectrum, read_frame_labels, write_label_spectrum
+    from emotk.analysis.continuous import label_spectrum, write_label_spectrum
+    from emotk.data.predictions import read_frame_labels
 
     names, shift, mats = read_frame_labels(data_dir)
     r = label_spectrum(mats, names, shift, cutoff)
@@ -86,7 +87,8 @@ def analyze_label_resampling_cmd(
 
     Example: emotk analyze-label-resampling data/recola/dev --out-dir exp/recola/analysis
     """
-    from emotk.analysis.continuous import read_frame_labels, resampling_ccc, write_resampling
+    from emotk.analysis.continuous import resampling_ccc, write_resampling
+    from emotk.data.predictions import read_frame_labels
 
     names, shift, mats = read_frame_labels(data_dir)
     r = resampling_ccc(mats, names, _int_list(factors, "--factors"))

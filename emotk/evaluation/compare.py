@@ -34,9 +34,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from emotk.data.datadir import DataDir, read_table
+from emotk.data.predictions import read_predictions, read_values
 from emotk.errors import EmotkError
 from emotk.evaluation.bootstrap import N_DRAWS
-from emotk.evaluation.score import frame_pairs, read_predictions, read_values
+from emotk.evaluation.score import frame_pairs
 
 N_PERMUTATIONS = 10000
 LEVEL = 0.95

@@ -7,7 +7,8 @@ single-head formats:
 
 - frame-level dirs (``labels.scp`` + ark, ``label_names``, ``label_frame_shift``): the frame-wise
   mean per recording; runs must agree on the recordings, dimensions and frame shift.  Lengths may
-  differ by up to 2 frames (framing edge effects), and are then cut to the shortest.
+  differ by up to :data:`~emotk.data.predictions.MAX_FRAME_MISMATCH` frames (framing edge effects),
+  and are then cut to the shortest.
 - categorical files (header ``# utt label c1 .. cK``, rows ``<utt> <label> p1 .. pK``): the mean
   posterior per utterance, label = its argmax; runs must agree on the classes and utterances.
 """
@@ -20,16 +21,13 @@ from typing import Sequence
 
 import numpy as np
 
-from emotk.data.predictions import (write_class_predictions, write_frame_predictions, write_heads_spec,
+from emotk.data.predictions import (common_length, read_frame_labels, read_heads, read_predictions, read_values,
+                                    write_class_predictions, write_frame_predictions, write_heads_spec,
                                     write_value_predictions)
 from emotk.errors import EmotkError
 
-MAX_FRAME_MISMATCH = 2
-
 
 def _ensemble_frames(inputs: Sequence[Path], out: Path) -> dict:
-    from emotk.analysis.continuous import read_frame_labels
-
     first = None
     sums: dict[str, np.ndarray] = {}
     for path in inputs:
@@ -47,10 +45,8 @@ def _ensemble_frames(inputs: Sequence[Path], out: Path) -> dict:
             diff = sorted(set(mats) ^ utts0)
             raise EmotkError(f"{path / 'labels.scp'}: recordings differ from {p0 / 'labels.scp'} (e.g. {diff[0]!r})")
         for u, m in mats.items():
-            if abs(m.shape[0] - sums[u].shape[0]) > MAX_FRAME_MISMATCH:
-                raise EmotkError(f"{path / 'labels.scp'}: {u!r} has {m.shape[0]} frames, {p0} has "
-                                 f"{sums[u].shape[0]} (more than {MAX_FRAME_MISMATCH} apart)")
-            n = min(m.shape[0], sums[u].shape[0])
+            n = common_length(m.shape[0], sums[u].shape[0],
+                              f"{path / 'labels.scp'}: {u!r} has {m.shape[0]} frames, {p0} has {sums[u].shape[0]}")
             sums[u] = sums[u][:n] + m[:n]
     utts = sorted(sums)
     _, names, shift, _ = first
@@ -59,8 +55,6 @@ def _ensemble_frames(inputs: Sequence[Path], out: Path) -> dict:
 
 
 def _ensemble_classes(inputs: Sequence[Path], out: Path) -> dict:
-    from emotk.evaluation.score import read_predictions
-
     classes0, preds0 = read_predictions(inputs[0])
     sums = {u: np.asarray(p, dtype=np.float64) for u, (_, p) in preds0.items()}
     for path in inputs[1:]:
@@ -78,8 +72,6 @@ def _ensemble_classes(inputs: Sequence[Path], out: Path) -> dict:
 
 
 def _ensemble_values(inputs: Sequence[Path], out: Path) -> dict:
-    from emotk.evaluation.score import read_values
-
     name0, values0 = read_values(inputs[0])
     sums = dict(values0)
     for path in inputs[1:]:
@@ -101,8 +93,6 @@ def _ensemble_heads(inputs: Sequence[Path], out: Path) -> dict:
     As ``emotk infer``: each head is written atomically and heads.yaml last (removed first), so
     an interrupted ensemble leaves no heads.yaml and is never scored.
     """
-    from emotk.evaluation.score import read_heads
-
     _, spec0 = read_heads(inputs[0])
     for path in inputs[1:]:
         _, spec = read_heads(path)

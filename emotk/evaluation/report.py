@@ -20,9 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
+from emotk.config import HEAD_KINDS
 from emotk.errors import EmotkError
 from emotk.evaluation.bootstrap import N_DRAWS, speaker_bootstrap_ua
-from emotk.evaluation.score import KINDS, read_config, run_meta
+from emotk.evaluation.score import read_config, run_meta
 from emotk.fileio import write_text
 from emotk.metrics.classification import ua_from_confusion
 
@@ -94,7 +95,7 @@ def read_scores(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EmotkError(f"{path}: not a valid scores JSON ({e})") from None
     heads = data.get("heads") if isinstance(data, dict) else None
-    if not isinstance(heads, dict) or not heads or any(h.get("kind") not in KINDS for h in heads.values()):
+    if not isinstance(heads, dict) or not heads or any(h.get("kind") not in HEAD_KINDS for h in heads.values()):
         raise EmotkError(f"{path}: not an emotk scores file (needs 'heads' with a kind each; re-run 'emotk score')")
     return data
 
@@ -296,7 +297,7 @@ def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: s
     for protocol in sorted(by_protocol):
         p_runs = by_protocol[protocol]
         out += [_protocol_heading(protocol, p_runs), "", *statements(p_runs), ""]
-        for kind in KINDS:
+        for kind in HEAD_KINDS:
             rows: dict[tuple[str, str], list[Run]] = defaultdict(list)
             for r in p_runs:
                 if r.kind == kind:

@@ -1,19 +1,12 @@
 """Score predictions against a reference data dir and write ``scores/<set>.json``, one section per head.
 
-A predictions dir ``<exp>/predictions/<set>/`` written by ``emotk infer`` holds ``heads.yaml``
-(``{head: {kind, labels, file}}``) and one file or dir per head:
+A predictions dir ``<exp>/predictions/<set>/`` written by ``emotk infer`` holds ``heads.yaml`` and one
+file or dir per head, in the formats of :mod:`emotk.data.predictions` (which also reads older
+single-head predictions as one head).  Each head is scored against the reference table it names:
 
-- ``class``: a text file, header ``# utt label <class1> ... <classK>``, rows
-  ``<utt> <predicted-label> <p1> ... <pK>``; reference: the table ``labels`` (utt2emo);
-- ``regression``: a text file, header ``# utt <head>``, rows ``<utt> <value>``; reference: a
-  ``utt2<dim>`` table; CCC, RMSE and PCC over the utterances;
-- ``frame_regression``: a labels dir (labels.scp + ark, label_names, label_frame_shift);
-  reference: labels.scp; metrics over the concatenation of all recordings (AVEC).
-
-Older single-head predictions are still accepted as one head, named after the reference table
-they are scored against (:func:`plain_heads`): a class file is the head ``emotion`` (utt2emo), a
-regression file ``# utt <dim>`` the head ``<dim>`` (utt2<dim>), a frame-level dir the head
-``labels`` (labels.scp).
+- ``class``: a ``<utt> <label>`` table (utt2emo); UA, WA, macro-F1 and the rest of :func:`score_class`;
+- ``regression``: a ``utt2<dim>`` table; CCC, RMSE and PCC over the utterances;
+- ``frame_regression``: labels.scp; metrics over the concatenation of all recordings (AVEC).
 
 Before scoring, the test utterances are checked against the model's provenance record
 (``<exp>/provenance/``, :mod:`emotk.training.provenance`): a test utterance the model was
@@ -34,20 +27,15 @@ import numpy as np
 
 from emotk import __version__
 from emotk.data.datadir import DataDir, read_table, validate_data_dir
-from emotk.errors import EmotkError, where
+from emotk.data.predictions import (FRAME_TABLE, common_length, read_frame_label, read_heads, read_predictions,
+                                    read_values)
+from emotk.errors import EmotkError
 from emotk.fileio import write_text
 from emotk.metrics import classification as cls
 from emotk.metrics import regression as reg
 
-KINDS = ("class", "regression", "frame_regression")
 METRICS = {"class": ("ua", "wa", "f1"), "regression": tuple(reg.METRICS), "frame_regression": tuple(reg.METRICS)}
 ALL_METRICS = tuple(dict.fromkeys(m for ms in METRICS.values() for m in ms))
-# Reference and prediction of a recording may differ by this many frames (edge effects of
-# framing); the longer one is truncated. A larger difference means misaligned data.
-MAX_FRAME_MISMATCH = 2
-# Name of the one head of a plain predictions file or dir, after its reference table.
-CLASS_HEAD, CLASS_TABLE = "emotion", "utt2emo"
-FRAME_HEAD, FRAME_TABLE = "labels", "labels.scp"
 
 
 def parse_metrics(spec: str | None, kinds: list[str]) -> dict[str, list[str]]:
@@ -69,113 +57,6 @@ def parse_metrics(spec: str | None, kinds: list[str]) -> dict[str, list[str]]:
         chosen = [m for m in names if m in METRICS[k]]
         out[k] = chosen or list(METRICS[k])
     return out
-
-
-# Reading predictions ----------------------------------------------------------------------
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EmotkError(f"{path}: predictions file not found") from None
-    except UnicodeDecodeError as e:
-        raise EmotkError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-
-
-def _header(path: Path, lines: list[str]) -> list[str]:
-    return lines[0].lstrip("#").split() if lines and lines[0].startswith("#") else []
-
-
-def read_predictions(path: str | Path) -> tuple[list[str], dict[str, tuple[str, list[float]]]]:
-    """Read a class predictions file: ``(classes, {utt: (label, probabilities)})``."""
-    path = Path(path)
-    lines = _lines(path)
-    header = _header(path, lines)
-    if len(header) < 4 or header[:2] != ["utt", "label"]:
-        raise EmotkError(f"{where(path, 1)}: expected the header '# utt label <class1> ... <classK>' (K >= 2)")
-    classes = header[2:]
-    if len(set(classes)) != len(classes):
-        raise EmotkError(f"{where(path, 1)}: duplicate class name in header")
-    known = set(classes)
-    preds: dict[str, tuple[str, list[float]]] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        parts = line.split()
-        if len(parts) != 2 + len(classes):
-            raise EmotkError(
-                f"{where(path, n)}: expected '<utt> <label> <p1> ... <p{len(classes)}>' "
-                f"({2 + len(classes)} fields), got {len(parts)} fields")
-        utt, label, raw = parts[0], parts[1], parts[2:]
-        if utt in preds:
-            raise EmotkError(f"{where(path, n)}: duplicate utterance {utt!r}")
-        if label not in known:
-            raise EmotkError(f"{where(path, n)}: utterance {utt!r}: label {label!r} is not in the class list ({' '.join(classes)})")
-        try:
-            probs = [float(x) for x in raw]
-        except ValueError:
-            raise EmotkError(f"{where(path, n)}: utterance {utt!r}: probabilities must be numbers") from None
-        if not all(math.isfinite(p) for p in probs):
-            raise EmotkError(f"{where(path, n)}: utterance {utt!r}: NaN or infinite probability")
-        preds[utt] = (label, probs)
-    if not preds:
-        raise EmotkError(f"{path}: no predictions after the header")
-    return classes, preds
-
-
-def read_values(path: str | Path) -> tuple[str, dict[str, float]]:
-    """Read a regression predictions file ``# utt <name>`` / ``<utt> <value>``: ``(name, {utt: value})``."""
-    path = Path(path)
-    lines = _lines(path)
-    header = _header(path, lines)
-    if len(header) != 2 or header[0] != "utt":
-        raise EmotkError(f"{where(path, 1)}: expected the header '# utt <name>'")
-    values: dict[str, float] = {}
-    for n, line in enumerate(lines[1:], start=2):
-        parts = line.split()
-        if len(parts) != 2:
-            raise EmotkError(f"{where(path, n)}: expected '<utt> <value>', got {len(parts)} fields")
-        try:
-            v = float(parts[1])
-        except ValueError:
-            raise EmotkError(f"{where(path, n)}: utterance {parts[0]!r}: value must be a number") from None
-        if not math.isfinite(v):
-            raise EmotkError(f"{where(path, n)}: utterance {parts[0]!r}: NaN or infinite value")
-        if parts[0] in values:
-            raise EmotkError(f"{where(path, n)}: duplicate utterance {parts[0]!r}")
-        values[parts[0]] = v
-    if not values:
-        raise EmotkError(f"{path}: no predictions after the header")
-    return header[1], values
-
-
-def plain_heads(hyp: Path) -> dict[str, dict]:
-    """The one head of a predictions file or frame dir without heads.yaml (see module doc)."""
-    if hyp.is_dir():
-        return {FRAME_HEAD: {"kind": "frame_regression", "labels": FRAME_TABLE, "file": "."}}
-    header = _header(hyp, _lines(hyp)[:1])
-    if len(header) == 2 and header[0] == "utt":
-        return {header[1]: {"kind": "regression", "labels": f"utt2{header[1]}", "file": hyp.name}}
-    return {CLASS_HEAD: {"kind": "class", "labels": CLASS_TABLE, "file": hyp.name}}
-
-
-def read_heads(hyp: Path) -> tuple[Path, dict[str, dict]]:
-    """``(base dir, {head: {kind, labels, file}})`` of a predictions dir (heads.yaml) or a plain file/dir."""
-    import yaml
-
-    spec_path = hyp / "heads.yaml"
-    if not (hyp.is_dir() and spec_path.is_file()):
-        return hyp.parent if hyp.is_file() else hyp, plain_heads(hyp)
-    try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise EmotkError(f"{spec_path}: not valid YAML ({e})") from None
-    if not isinstance(spec, dict) or not spec:
-        raise EmotkError(f"{spec_path}: expected '<head>: {{kind, labels, file}}' entries")
-    for name, h in spec.items():
-        if not isinstance(h, dict) or h.get("kind") not in KINDS or not h.get("labels") or not h.get("file"):
-            raise EmotkError(f"{spec_path}: head {name!r}: needs kind ({' | '.join(KINDS)}), labels and file")
-        if not (hyp / h["file"]).exists():
-            raise EmotkError(f"{spec_path}: head {name!r}: {hyp / h['file']} not found")
-    return hyp, spec
 
 
 def _check_same_utts(ref_path: Path, ref_ids, hyp_path: Path, hyp_ids) -> None:
@@ -280,24 +161,13 @@ def score_regression(ref: DataDir, path: Path, table: str, metrics: list[str]) -
 
 # Frame-regression heads -------------------------------------------------------------------
 
-def _read_frames(d: DataDir, table: str, utt: str) -> np.ndarray:
-    from emotk.data.ark import read_matrix
-
-    m = read_matrix(d.resolve(d.table(table)[utt]))
-    if m.ndim != 2:
-        raise EmotkError(f"{d.path / table}: utterance {utt!r}: expected a T x K matrix, got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise EmotkError(f"{d.path / table}: utterance {utt!r}: NaN or infinite value")
-    return m
-
-
 def frame_pairs(d: DataDir, hyp: Path, table: str = FRAME_TABLE) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
     """``(dims, {utt: (reference [T, D], prediction [T, D])}, truncated)``: the prediction's dims,
     the reference's columns in that order, cut to the shorter of the two."""
     ref = d.path
     d.require(table, "label_names", "label_frame_shift", hint="frame-level reference labels")
     h = DataDir(hyp)
-    h.require("labels.scp", "label_names", "label_frame_shift", hint="frame-level predictions dir")
+    h.require(FRAME_TABLE, "label_names", "label_frame_shift", hint="frame-level predictions dir")
     ref_names, hyp_names = d.label_names, h.label_names
     for name in hyp_names:
         if name not in ref_names:
@@ -305,24 +175,18 @@ def frame_pairs(d: DataDir, hyp: Path, table: str = FRAME_TABLE) -> tuple[list[s
     ref_shift, hyp_shift = float(d.scalar("label_frame_shift")), float(h.scalar("label_frame_shift"))
     if not math.isclose(ref_shift, hyp_shift, rel_tol=1e-6):
         raise EmotkError(f"{hyp / 'label_frame_shift'}: {hyp_shift} differs from the reference's {ref_shift}")
-    ref_scp, hyp_scp = d.table(table), h.table("labels.scp")
-    _check_same_utts(ref / table, ref_scp, hyp / "labels.scp", hyp_scp)
+    ref_scp, hyp_scp = d.table(table), h.table(FRAME_TABLE)
+    _check_same_utts(ref / table, ref_scp, hyp / FRAME_TABLE, hyp_scp)
     cols = [ref_names.index(n) for n in hyp_names]
     truncated: dict[str, int] = {}
     pairs = {}
     for utt in ref_scp:
-        r, p = _read_frames(d, table, utt), _read_frames(h, "labels.scp", utt)
-        if r.shape[1] != len(ref_names):
-            raise EmotkError(f"{ref / table}: utterance {utt!r} has {r.shape[1]} columns, label_names has {len(ref_names)}")
-        if p.shape[1] != len(hyp_names):
-            raise EmotkError(f"{hyp / 'labels.scp'}: utterance {utt!r} has {p.shape[1]} columns, label_names has {len(hyp_names)}")
-        diff = abs(r.shape[0] - p.shape[0])
-        if diff > MAX_FRAME_MISMATCH:
-            raise EmotkError(f"{hyp / 'labels.scp'}: utterance {utt!r} has {p.shape[0]} frames, the reference "
-                             f"{r.shape[0]} (more than {MAX_FRAME_MISMATCH} apart)")
-        if diff:
-            truncated[utt] = diff
-        n = min(r.shape[0], p.shape[0])
+        r = read_frame_label(d, table, utt, len(ref_names))
+        p = read_frame_label(h, FRAME_TABLE, utt, len(hyp_names))
+        n = common_length(p.shape[0], r.shape[0], f"{hyp / FRAME_TABLE}: utterance {utt!r} has {p.shape[0]} frames, "
+                                                  f"the reference {r.shape[0]}")
+        if r.shape[0] != p.shape[0]:
+            truncated[utt] = abs(r.shape[0] - p.shape[0])
         pairs[utt] = (r[:n, cols].astype(np.float64), p[:n].astype(np.float64))
     return hyp_names, pairs, truncated
 

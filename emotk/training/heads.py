@@ -24,16 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from emotk.config import METRIC
-from emotk.data.ark import read_matrix
 from emotk.data.datadir import DataDir, read_table
+from emotk.data.predictions import MAX_FRAME_MISMATCH, read_frame_label
 from emotk.errors import EmotkError
 from emotk.metrics.classification import ua
 from emotk.metrics.regression import ccc
 from emotk.training.losses import ccc_loss, inverse_frequency_weights, mse_loss
-
-# Frame-level labels and features (after stacking) may differ by this many frames at the end
-# (framing edge effects); the longer is cut. The one definition every reader uses.
-MAX_FRAME_MISMATCH = 2
 
 
 @dataclass
@@ -64,10 +60,7 @@ class HeadData:
 
     def frames(self, d: DataDir, utt: str) -> np.ndarray:
         """Frame-level labels ``[T, K]`` of one utterance (read when an example is built)."""
-        scp = d.table(self.spec["labels"])
-        lab = read_matrix(d.resolve(scp[utt]))
-        if lab.ndim != 2 or lab.shape[1] <= max(self.columns):
-            raise EmotkError(f"{d.path / self.spec['labels']}: utterance {utt!r}: expected T x K labels, got {lab.shape}")
+        lab = read_frame_label(d, self.spec["labels"], utt, len(d.label_names))
         return np.ascontiguousarray(lab[:, self.columns], dtype=np.float32)
 
 
