@@ -11,8 +11,8 @@
 #   - an SVM on each openSMILE functional set of --opensmile-sets (eGeMAPSv02, ComParE_2016) with
 #     per-speaker standardization, hyper-parameters chosen on the valid speakers;
 #   - the late fusion (mean posterior) of the systems in --fusion.
-# Protocols: leave-one-speaker-out over the 10 speakers (speaker-independent; per fold one further
-# speaker is held out as the valid set for early stopping and grid search), and paper 004's
+# Protocols: leave-one-speaker-out over the 10 speakers (speaker-independent; per fold two further
+# speakers are held out as the valid set for early stopping and grid search), and paper 004's
 # speaker-dependent random 80/20 split (labelled speaker-dependent everywhere).
 # Normalization (--norm): speaker (default; statistics of all of a speaker's utterances, features only:
 # transductive), utterance, or global (training-set statistics, what an unseen speaker gets).
@@ -31,6 +31,7 @@ synthetic_dir=corpus/synthetic_emodb   # where the synthetic corpus is written
 seed=0                     # corpus synthesis and split seed
 seeds="1 2 3"              # training seeds of the neural model; mean and std are taken over folds x seeds
 protocols="loso sd"        # loso: leave-one-speaker-out; sd: speaker-dependent random 80/20
+valid_speakers=2           # loso: speakers held out of each training side for model selection
 norm=speaker               # feature normalization scope: speaker | utterance | global
 feat_config="$EMOTK_ROOT/conf/features/fbank40.yaml"       # fbank features of the neural model
 model_config="$EMOTK_ROOT/conf/model/cnn_lstm2d_small.yaml"  # the neural model
@@ -105,7 +106,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: evaluation folds"
   for p in $protocols; do
     case $p in
-      loso) emotk split-data-dir $data/all $data/folds/loso --protocol loso --seed "$seed" ;;
+      loso) emotk split-data-dir $data/all $data/folds/loso --protocol loso --num-valid-speakers $valid_speakers \
+              --seed "$seed" ;;
       sd)   emotk split-data-dir $data/all $data/folds/sd --protocol random \
               --test-fraction 0.2 --valid-fraction 0.1 --seed "$seed" ;;
       *) log "unknown protocol $p"; exit 1 ;;
