@@ -66,8 +66,8 @@ DEFAULTS: dict = {
         "momentum": 0.9,
         "nesterov": False,
         "weight_decay": 0.0,
-        "scheduler": "none",  # none | plateau (ReduceLROnPlateau on the valid metric)
-        "scheduler_factor": 0.5,
+        "scheduler": "none",  # none | plateau (ReduceLROnPlateau on the valid metric) | exponential (decay per epoch)
+        "scheduler_factor": 0.5,  # plateau: lr factor on a plateau; exponential: lr factor each epoch
         "scheduler_patience": 2,
         "patience": 5,  # early stopping: epochs without a better valid metric
         "select": "mean",  # the valid metric early stopping watches: a head's name, or the mean over heads
@@ -106,7 +106,7 @@ CHOICES = {
     "segments.mode": ("none", "window", "pad_or_cut"),
     "segments.aggregate": ("mean",),
     "train.optimizer": ("adam", "sgd"),
-    "train.scheduler": ("none", "plateau"),
+    "train.scheduler": ("none", "plateau", "exponential"),
     "train.head_order": ("joint", "random"),
     "train.device": ("cpu", "cuda", "auto"),
 }

@@ -317,15 +317,14 @@ def tune(config: str | Path, train_dir: str | Path, valid_dir: str | Path, space
 
             def on_line(msg: str) -> None:
                 log(f"{name}: {msg}")
-                for epoch, value in _epoch_values([msg]):
-                    report(epoch, value)
 
             log(f"{name}: {' '.join(info['set'])}")
             try:
                 if (run / "train.log").is_file():  # a resumed trial: its epochs so far count for pruning
                     for epoch, value in _epoch_values((run / "train.log").read_text(encoding="utf-8").splitlines()):
                         report(epoch, value)
-                summary = train(trial_cfg, train_dir, valid_dir, run, resume=True, command="emotk tune", log=on_line)
+                summary = train(trial_cfg, train_dir, valid_dir, run, resume=True, command="emotk tune", log=on_line,
+                                on_epoch=lambda h: report(h["epoch"], h["valid_metric"]))
                 if summary is None:
                     summary = yaml.safe_load((run / "done").read_text(encoding="utf-8"))
             except optuna.TrialPruned as e:

@@ -187,10 +187,12 @@ def validate(model, valid_ds: SerDataset, losses: dict, cfg: dict, device, amp) 
 
 def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str | Path, *, resume: bool = False,
           overwrite: bool = False, on_mismatch: str = "redo", command: str = "",
-          log: Callable[[str], None] = print) -> dict | None:
+          log: Callable[[str], None] = print, on_epoch: Callable[[dict], None] | None = None) -> dict | None:
     """Train ``cfg`` (as from ``emotk.config.load_config``) and fill ``exp_dir``.
 
-    Returns the ``done`` summary, or None when the exp dir already holds this run, finished.
+    ``on_epoch(history_entry)`` is called after each epoch's checkpoint (hyper-parameter search
+    prunes from there; an exception leaves a resumable run). Returns the ``done`` summary, or None
+    when the exp dir already holds this run, finished.
     """
     exp = Path(exp_dir)
     cfg = resolve_config(cfg)
@@ -219,7 +221,7 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
         from emotk.training.sklearn_fit import fit_sklearn
 
         return fit_sklearn(cfg, train_set, valid_set, exp, meta, record, command, log)
-    return _train_torch(cfg, train_set, valid_set, dims, meta, record, exp, resume, command, log)
+    return _train_torch(cfg, train_set, valid_set, dims, meta, record, exp, resume, command, log, on_epoch)
 
 
 def _start_exp_dir(exp: Path, cfg: dict, record: dict, train_set, valid_set, command: str) -> None:
@@ -228,7 +230,7 @@ def _start_exp_dir(exp: Path, cfg: dict, record: dict, train_set, valid_set, com
     write_record(exp, record, train_set[0].utt2spk, valid_set[0].utt2spk)
 
 
-def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resume: bool, command: str, log):
+def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resume: bool, command: str, log, on_epoch):
     tc = cfg["train"]
     d_train, _, heads = train_set
     device = resolve_device(tc["device"])
@@ -250,6 +252,8 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
     if tc["scheduler"] == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=tc["scheduler_factor"], patience=tc["scheduler_patience"])
+    elif tc["scheduler"] == "exponential":  # paper 003's "learning decay"
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tc["scheduler_factor"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     clock = train_ds.clock.name if train_ds.clock is not None else None
     step = Step(model, opt, scaler, losses, weights, tc["aux_weights"], tc, device, amp, clock, exp, cfg["model"]["name"])
@@ -306,8 +310,10 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         valid_loss, metric, per_head = validate(model, valid_ds, losses, cfg, device, amp)
         improved = metric > state["best_metric"]
         lr = opt.param_groups[0]["lr"]
-        if scheduler is not None:
+        if tc["scheduler"] == "plateau":
             scheduler.step(metric)
+        elif scheduler is not None:
+            scheduler.step()
         state["epoch"] = epoch
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
@@ -323,6 +329,8 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
                          "scaler": scaler.state_dict(), "rng": get_rng_state(), "meta": meta}, last)
         write_text(exp / "train.log", "".join(_log_line(h, metric_name) + "\n" for h in state["history"]))
         log(_log_line(state["history"][-1], metric_name))
+        if on_epoch is not None:
+            on_epoch(state["history"][-1])
         exit_if_test_epoch(epoch)
 
     stopped_early = state["epoch"] < tc["epochs"]
