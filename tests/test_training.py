@@ -50,20 +50,24 @@ def cfg_for(model, *extra):
 def test_config_merge_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("model: {name: ldnn, params: {lstm_size: 16, dropout: 0.1}}\ntrain: {epochs: 3}\n")
-    cfg = load_config(p, ["model.params.lstm_size=32", "train.lr=5e-4", "features.splice=[1, 2]"])
+    cfg = load_config(p, ["model.params.lstm_size=32", "train.lr=5e-4", "inputs.feats.splice=[1, 2]"])
     assert cfg["model"]["params"] == {"lstm_size": 32, "dropout": 0.1}  # merged, not replaced
     assert cfg["train"]["epochs"] == 3 and cfg["train"]["lr"] == 5e-4 and cfg["train"]["batch_size"] == 16
-    assert cfg["features"]["splice"] == [1, 2]
+    assert cfg["inputs"]["feats"]["splice"] == [1, 2] and cfg["inputs"]["feats"]["norm"] == "speaker"  # defaults filled
+    assert cfg["heads"] == {"emotion": {"kind": "class", "labels": "utt2emo", "dims": None, "loss": "ce", "weight": 1.0,
+                                        "class_weights": True}}
     with pytest.raises(EmotkError, match=r"c\.yaml.*'train\.epoch'"):
         p.write_text("model: {name: ldnn}\ntrain: {epoch: 3}\n")
         load_config(p)
     p.write_text("model: {name: ldnn}\n")
-    with pytest.raises(EmotkError, match="'features.cmvm'"):
-        load_config(p, ["features.cmvm=none"])
-    with pytest.raises(EmotkError, match="features.cmvn must be one of"):
-        load_config(p, ["features.cmvn=global"])
-    with pytest.raises(EmotkError, match="task.loss 'ccc' does not fit"):
-        load_config(p, ["task.loss=ccc"])
+    with pytest.raises(EmotkError, match="'inputs.feats.cmvm'"):
+        load_config(p, ["inputs.feats.cmvm=none"])
+    with pytest.raises(EmotkError, match="inputs.feats.norm must be one of"):
+        load_config(p, ["inputs.feats.norm=gobal"])
+    with pytest.raises(EmotkError, match="heads.emotion.loss 'ccc' does not fit"):
+        load_config(p, ["heads.emotion.loss=ccc"])
+    with pytest.raises(EmotkError, match="train.select must be 'mean' or a head"):
+        load_config(p, ["train.select=arousal"])
     with pytest.raises(EmotkError, match="expected key.sub=value"):
         load_config(p, ["train.lr"])
 
@@ -84,6 +88,7 @@ def test_losses_and_weights():
 # Training ----------------------------------------------------------------------------------------
 
 def test_cnn_lstm2d_learns_toy_task_and_fills_exp_dir(dirs, tmp_path):
+    test_dir = write_feature_dir(tmp_path / "test", spks=("s5",), seed=5)  # never seen in training or selection
     cfg = cfg_for("cnn_lstm2d", "model.params.channels=[4,4,8,8]", "model.params.lstm_size=16",
                   "train.epochs=8", "train.patience=8", "train.lr=0.01")
     exp = tmp_path / "exp"
@@ -97,14 +102,14 @@ def test_cnn_lstm2d_learns_toy_task_and_fills_exp_dir(dirs, tmp_path):
     assert len(lines) == summary["epochs"] and lines[0].startswith("epoch=1 train_loss=")
     for name in ("best", "last"):
         ck = torch.load(exp / "checkpoints" / f"{name}.pt", weights_only=True)
-        assert ck["meta"]["task"]["names"] == list(CLASSES)
-    # predictions on the valid dir: header, sorted ids, posteriors, argmax label, high accuracy
-    out = infer(exp, [dirs["valid"]], log=quiet)
-    assert out == exp / "predictions" / "valid.txt"
-    rows = out.read_text().splitlines()
+        assert ck["meta"]["heads"]["emotion"]["names"] == list(CLASSES)
+    # predictions on an unseen speaker: header, sorted ids, posteriors, argmax label, high accuracy
+    out = infer(exp, [test_dir], log=quiet)
+    assert out == exp / "predictions" / "test"
+    rows = (out / "emotion.txt").read_text().splitlines()
     assert rows[0] == "# utt label ang neu"
     utts = [r.split()[0] for r in rows[1:]]
-    assert utts == sorted(DataDir(dirs["valid"]).utts)
+    assert utts == sorted(DataDir(test_dir).utts)
     correct = 0
     for r in rows[1:]:
         utt, label, *p = r.split()
@@ -112,10 +117,10 @@ def test_cnn_lstm2d_learns_toy_task_and_fills_exp_dir(dirs, tmp_path):
         assert p.sum() == pytest.approx(1, abs=1e-5) and label == CLASSES[int(p.argmax())]
         correct += label == utt.split("-")[1][:3]
     assert correct / len(utts) >= 0.9
-    from emotk.evaluation.score import score_categorical
+    from emotk.evaluation.score import score_class
 
-    scores = score_categorical(dirs["valid"], out, ["ua"])
-    assert scores["metrics"]["ua"] == pytest.approx(correct / len(utts))  # balanced valid set: UA = accuracy
+    scores = score_class(DataDir(test_dir), out / "emotion.txt", "utt2emo", ["ua"])
+    assert scores["metrics"]["ua"] == pytest.approx(correct / len(utts))  # balanced test set: UA = accuracy
     # a finished exp dir is skipped; --overwrite trains again
     mtime = (exp / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert train(cfg, dirs["train"], dirs["valid"], exp, log=quiet) is None
@@ -128,17 +133,19 @@ def test_cnn_lstm2d_learns_toy_task_and_fills_exp_dir(dirs, tmp_path):
 def test_speaker_cmvn(tmp_path):
     train_dir = write_feature_dir(tmp_path / "train", spks=("s1", "s2"), seed=3, cmvn=True)
     valid_dir = write_feature_dir(tmp_path / "valid", spks=("s3",), seed=4, cmvn=True)
-    cfg = cfg_for("ldnn", "features.cmvn=speaker")
-    ds = load_dataset(train_dir, cfg["features"], {"kind": "class", "label_file": "utt2emo", "label_dims": None})
+    from emotk.training.inputs import open_sources
+
+    cfg = cfg_for("ldnn", "inputs.feats.norm=speaker")
     d = DataDir(train_dir)
-    x = np.concatenate([f for u, f in zip(ds.utts, ds.feats) if d.utt2spk[u] == "s1"])
+    feats = open_sources(d, cfg["inputs"])["feats"]
+    x = np.concatenate([feats.read(u) for u in d.utts if d.utt2spk[u] == "s1"])
     np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(x.std(0), 1, atol=1e-3)
     no_cmvn = write_feature_dir(tmp_path / "nocmvn", spks=("s5",), seed=5)
     with pytest.raises(EmotkError, match="compute-cmvn"):
         train(cfg, train_dir, no_cmvn, tmp_path / "exp", log=quiet)
     assert (tmp_path / "exp").exists() is False or not (tmp_path / "exp" / "done").exists()
-    assert train(cfg_for("ldnn", "features.cmvn=speaker", "train.epochs=1", *LDNN_TINY), train_dir, valid_dir,
+    assert train(cfg_for("ldnn", "inputs.feats.norm=speaker", "train.epochs=1", *LDNN_TINY), train_dir, valid_dir,
                  tmp_path / "exp2", log=quiet)["epochs"] == 1
 
 
@@ -153,8 +160,8 @@ def test_label_errors(dirs, tmp_path):
         train(cfg, nofeats, dirs["valid"], tmp_path / "exp3", log=quiet)
     with pytest.raises(EmotkError, match=r"model 'ldnn': unknown parameter 'lstm_sise' in model.params \(known: lstm_size"):
         train(cfg_for("ldnn", "model.params.lstm_sise=3"), nofeats, dirs["valid"], tmp_path / "exp5", log=quiet)
-    with pytest.raises(EmotkError, match="produces 'class' outputs, but task.kind is 'frame_regression'"):
-        train(cfg_for("ldnn", "task.kind=frame_regression"), nofeats, dirs["valid"], tmp_path / "exp6", log=quiet)
+    with pytest.raises(EmotkError, match="produces utterance-level outputs, but head 'emotion' is 'frame_regression'"):
+        train(cfg_for("ldnn", "heads.emotion.kind=frame_regression"), nofeats, dirs["valid"], tmp_path / "exp6", log=quiet)
     with pytest.raises(EmotkError, match="not a directory"):
         train(cfg, tmp_path / "missing", dirs["valid"], tmp_path / "exp4", log=quiet)
 
@@ -244,35 +251,40 @@ def write_frame_dir(path: Path, recs=("s1_a", "s2_b"), seed=0, extra_frames=1):
 
 
 def test_frame_regression_train_infer_score(tmp_path):
-    from emotk.evaluation.score import score_continuous
+    from emotk.evaluation.score import score_frames
+    from emotk.training.dataset import SerDataset
+    from emotk.training.heads import load_head
+    from emotk.training.inputs import open_sources
 
     train_dir = write_frame_dir(tmp_path / "train", recs=("s1_a", "s2_a", "s3_a", "s4_a"), seed=1)
     valid_dir = write_frame_dir(tmp_path / "valid", recs=("s5_a", "s6_a"), seed=2, extra_frames=6)  # 2 label frames more
     conf = tmp_path / "blstm.yaml"
     conf.write_text("model: {name: blstm_regressor, params: {hidden_size: 8, num_layers: 1}}\n"
-                    "features: {cmvn: none, stack: 4}\ntask: {kind: frame_regression, loss: ccc}\n"
+                    "inputs: {feats: {norm: none, stack: 4}}\nheads: {labels: {kind: frame_regression, loss: ccc}}\n"
                     "train: {epochs: 12, patience: 12, batch_size: 1, lr: 0.02}\n")
     cfg = load_config(conf)
     summary = train(cfg, train_dir, valid_dir, tmp_path / "exp", log=quiet)
     assert summary["best_valid_ccc"] > 0.5
     out = infer(tmp_path / "exp", [valid_dir], log=quiet)
     assert out == tmp_path / "exp" / "predictions" / "valid"
-    d = DataDir(out)
+    d = DataDir(out / "labels")
     assert d.label_names == ["arousal", "valence"] and float(d.scalar("label_frame_shift")) == 0.04
     for utt in DataDir(valid_dir).utts:
         pred = read_matrix(d.resolve(d.table("labels.scp")[utt]))
         ref = read_matrix(DataDir(valid_dir).resolve(DataDir(valid_dir).table("labels.scp")[utt]))
         assert pred.shape == (ref.shape[0] + 2, 2)  # ceil((4n + 6) / 4) stacked frames
-    scores = score_continuous(valid_dir, out, ["ccc"])
+    scores = score_frames(DataDir(valid_dir), out / "labels", "labels.scp", ["ccc"])  # the trainer's valid CCC, recomputed
     assert np.mean([scores["metrics"][k]["ccc"] for k in ("arousal", "valence")]) == pytest.approx(
         summary["best_valid_ccc"], abs=1e-3)
     # one dimension only; labels and features too far apart
-    task = {"kind": "frame_regression", "label_file": "labels.scp", "label_dims": ["valence"]}
-    ds = load_dataset(train_dir, cfg["features"], task)
-    assert ds.names == ["valence"] and ds.targets[0].shape[1] == 1
-    far = write_frame_dir(tmp_path / "far", recs=("s7_a",), extra_frames=13)
+    spec = {**cfg["heads"]["labels"], "dims": ["valence"]}
+    d = DataDir(train_dir)
+    head = load_head(d, "labels", spec)
+    assert head.names == ["valence"] and head.frames(d, d.utts[0]).shape[1] == 1
+    far = DataDir(write_frame_dir(tmp_path / "far", recs=("s7_a",), extra_frames=13))
+    ds = SerDataset(far, open_sources(far, cfg["inputs"]), {"labels": load_head(far, "labels", spec)}, cfg["segments"])
     with pytest.raises(EmotkError, match="utterance 's7_a' has .* label frames but .* feature frames"):
-        load_dataset(far, cfg["features"], task)
+        ds[0]
 
 
 # Inference on audio files ------------------------------------------------------------------------
@@ -311,7 +323,7 @@ def test_infer_on_stereo_44k_wav(tmp_path):
         return path
 
     train_dir, valid_dir = make(tmp_path / "train", ("s1", "s2")), make(tmp_path / "valid", ("s3",))
-    cfg = cfg_for("ldnn", "features.cmvn=speaker", "train.epochs=6", "train.lr=0.01", *LDNN_TINY)
+    cfg = cfg_for("ldnn", "inputs.feats.norm=speaker", "train.epochs=6", "train.lr=0.01", *LDNN_TINY)
     assert train(cfg, train_dir, valid_dir, tmp_path / "exp", log=quiet)["best_valid_ua"] == 1.0
     x = tone(3000, 44100, 0.5)
     sf.write(tmp_path / "b_stereo.wav", np.stack([x, 0.5 * x], 1), 44100)
@@ -319,9 +331,9 @@ def test_infer_on_stereo_44k_wav(tmp_path):
     sf.write(tmp_path / "a_mono16k.wav", resample_poly(0.75 * x, 160, 441).astype(np.float32), 16000)
     messages = []
     out = infer(tmp_path / "exp", [tmp_path / "b_stereo.wav", tmp_path / "a_mono16k.wav"], log=messages.append)
-    assert out == tmp_path / "exp" / "predictions" / "audio.txt"
+    assert out == tmp_path / "exp" / "predictions" / "audio"
     assert any("per-utterance z-norm" in m for m in messages)
-    rows = [r.split() for r in out.read_text().splitlines()]
+    rows = [r.split() for r in (out / "emotion.txt").read_text().splitlines()]
     assert rows[0] == ["#", "utt", "label", "ang", "neu"]
     assert [r[:2] for r in rows[1:]] == [["a_mono16k", "neu"], ["b_stereo", "neu"]]
     p_mono, p_stereo = (np.array(r[2:], dtype=float) for r in rows[1:])
