@@ -199,7 +199,7 @@ def write_predictions(model: Model, outputs: dict[str, dict[str, np.ndarray]], o
     write_heads_spec(out_dir / "heads.yaml", spec)
 
 
-def _is_data_dir(path: Path, model: Model) -> bool:
+def is_data_dir(path: Path, model: Model) -> bool:
     """A dir holding the model's input tables (or an utt2spk) is a data dir; any other dir is a folder of audio."""
     return (path / "utt2spk").is_file() or all((path / s["table"]).is_file() for s in model.meta["inputs"].values())
 
@@ -251,20 +251,20 @@ def infer_audio(model: Model, paths, *, writer=None, out: Path | None = None, ch
     return done, failures
 
 
-def infer(exp_dir: str | Path, inputs: Sequence[str | Path], out: str | Path | None = None, checkpoint: str = "best",
-          name: str | None = None, batch_size: int = 16, device: str = "cpu",
+def infer(exp_dir: str | Path | Model, inputs: Sequence[str | Path], out: str | Path | None = None,
+          checkpoint: str = "best", name: str | None = None, batch_size: int = 16, device: str = "cpu",
           log: Callable[[str], None] = print, backend: str = "torch", onnx: str | Path | None = None) -> Path:
     """Predict for one data dir, or for audio (files, folders, wav.scp), into a predictions dir; returns it.
 
-    ``exp_dir``: an exp dir or an exported model dir. Any audio that cannot be read is an error here
-    (``emotk infer`` on a terminal reports it and goes on instead).
+    ``exp_dir``: an exp dir or an exported model dir (or a loaded ``Model``). Any audio that cannot be
+    read is an error here (``emotk infer`` reports it and goes on with the other files instead).
     """
-    exp_dir = Path(exp_dir)
     if not inputs:
         raise EmotkError("infer: give a data dir or audio files")
-    model = Model(exp_dir, checkpoint, device, backend, onnx)
+    model = exp_dir if isinstance(exp_dir, Model) else Model(exp_dir, checkpoint, device, backend, onnx)
+    exp_dir = model.exp
     first = Path(inputs[0])
-    if len(inputs) == 1 and first.is_dir() and _is_data_dir(first, model):
+    if len(inputs) == 1 and first.is_dir() and is_data_dir(first, model):
         ds = data_dir_dataset(model, first)
         path = Path(out) if out else exp_dir / "predictions" / (name or first.resolve().name)
         write_predictions(model, model.outputs(ds, batch_size), path)

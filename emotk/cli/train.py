@@ -77,20 +77,16 @@ def infer_cmd(
     Example: emotk infer --model models/emodb_cnn_lstm2d recordings/ --format jsonl -o predictions.jsonl
     """
     from emotk.errors import EmotkError
-    from emotk.inference import Model, _is_data_dir, infer, infer_audio
+    from emotk.inference import Model, infer, infer_audio, is_data_dir
 
     if checkpoint not in ("best", "last"):
         raise EmotkError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if fmt not in ("tsv", "jsonl"):
         raise EmotkError(f"--format must be tsv or jsonl, got {fmt!r}")
-    if len(inputs) == 1 and Path(inputs[0]).is_dir():
-        m = Model(model, checkpoint, device, backend, onnx, threads)
-        if _is_data_dir(Path(inputs[0]), m):
-            infer(model, inputs, out=out, checkpoint=checkpoint, name=name, batch_size=batch_size, device=device,
-                  log=log, backend=backend, onnx=onnx)
-            return
-    else:
-        m = Model(model, checkpoint, device, backend, onnx, threads)
+    m = Model(model, checkpoint, device, backend, onnx, threads)
+    if len(inputs) == 1 and Path(inputs[0]).is_dir() and is_data_dir(Path(inputs[0]), m):
+        infer(m, inputs, out=out, name=name, batch_size=batch_size, log=log)
+        return
     from emotk.deploy.audio import WRITERS
     from emotk.fileio import atomic_write
 
