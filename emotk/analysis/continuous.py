@@ -400,9 +400,11 @@ def _model_notes(rows: dict) -> dict[tuple[str, str], str]:
                 continue
             meta = load_checkpoint(run / "checkpoints" / "best.pt")["meta"]
             m = meta["model"]
-            model = build_model(m["name"], m["input_dim"], m["output_dim"], **m["params"])
+            (inp,) = meta["inputs"].values()
+            out_dim = sum(len(h["names"]) for h in meta["heads"].values())
+            model = build_model(m["name"], inp["dim"], out_dim, **m["params"])
             rf = model.receptive_field()
-            rf_text = "whole recording" if rf is None else f"{rf} frames ({rf * meta['frame_shift']:.1f} s)"
+            rf_text = "whole recording" if rf is None else f"{rf} frames ({rf / inp['rate']:.1f} s)"
             n = sum(p.numel() for p in model.parameters())
             notes[(dim, row)] = f"{m['name']}, {n / 1000:.0f}k params, receptive field {rf_text}"
     return notes

@@ -32,9 +32,12 @@ def make_synthetic_corpus_cmd(
     out_dir: Path = typer.Argument(..., help="Where to write it, in the real corpus's layout (replaced)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same files)."),
     size: Optional[int] = typer.Option(
-        None, "--size", help="Number of utterances (emodb) or recordings per partition (recola); default: the module's."),
+        None, "--size", help="Utterances (emodb, iemocap), recordings per partition (recola), segmented subjects "
+        "(enterface) or noise files (musan); default: the module's."),
     duration: Optional[float] = typer.Option(
         None, "--duration", help="Seconds: emodb cuts each utterance there; recola recordings last that long."),
+    test_labels: bool = typer.Option(False, "--test-labels", help="recola: label the test partition too (the "
+                                     "challenge withholds them; this exercises test scoring)."),
 ):
     """Write a synthetic look-alike of a corpus (speech synthesized with espeak-ng) for tests and demos.
 
@@ -44,6 +47,12 @@ def make_synthetic_corpus_cmd(
 
     make = synthetic_maker(corpus)
     kwargs = {k: v for k, v in (("seed", seed), ("size", size), ("duration", duration)) if v is not None}
+    if test_labels:
+        if corpus != "recola":
+            from emotk.errors import EmotkError
+
+            raise EmotkError(f"--test-labels applies to the recola look-alike, not {corpus!r}")
+        kwargs["test_labels"] = True
     out = make(out_dir, **kwargs)
     log(f"{out}: synthetic {corpus} corpus ready (an existing one with the same options is reused)")
 
