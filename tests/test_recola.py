@@ -218,7 +218,9 @@ def test_stacking_aligns_features_with_labels(tmp_path, seconds):
     from emotk.features.cmvn import compute_cmvn_data_dir
     from emotk.features.extract import load_feature_config
     from emotk.features.pipeline import extract_data_dir, resolve_feature_config
-    from emotk.training.data import load_dataset
+    from emotk.training.dataset import SerDataset
+    from emotk.training.heads import load_head
+    from emotk.training.inputs import open_sources
 
     corpus = tiny_corpus(tmp_path / "c", recs=("train_1",), seconds=seconds, unlabelled=())
     prepare_recola(corpus, tmp_path / "data")
@@ -229,15 +231,18 @@ def test_stacking_aligns_features_with_labels(tmp_path, seconds):
     n_labels = audio_frames(seconds) + 1
     assert n10 == 1 + (int(seconds * SR) - 400) // 160
     cfg = load_config(ROOT / "conf" / "model" / "dilated_cnn.yaml")
-    ds = load_dataset(d, cfg["features"], {"kind": "frame_regression", "label_file": "labels.scp", "label_dims": None})
+    dd = DataDir(d)
+    ds = SerDataset(dd, open_sources(dd, cfg["inputs"]), {"labels": load_head(dd, "labels", cfg["heads"]["labels"])},
+                    cfg["segments"])
+    _, inputs, targets = ds[0]
     stacked = -(-n10 // 4)  # a last partial group is completed by repeating the last frame
-    assert ds.feats[0].shape == (min(stacked, n_labels), 160)
-    assert ds.targets[0].shape == (min(stacked, n_labels), 2)
+    assert inputs["feats"].shape == (min(stacked, n_labels), 160)
+    assert targets["labels"].shape == (min(stacked, n_labels), 2)
     assert abs(stacked - n_labels) <= 2
     # frame t of the stacked features holds 10 ms frames 4t .. 4t+3, i.e. it starts at 0.04 t like label t
     raw = read_matrix(DataDir(d).resolve(DataDir(d).table("feats.scp")["train_1"]))
     z = (raw - raw.mean(0)) / raw.std(0)
-    np.testing.assert_allclose(ds.feats[0][3], z[12:16].reshape(-1), atol=1e-4)
+    np.testing.assert_allclose(inputs["feats"][3], z[12:16].reshape(-1), atol=1e-4)
 
 
 # CCC ----------------------------------------------------------------------------------------------
