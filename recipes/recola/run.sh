@@ -27,8 +27,9 @@ cd "$(dirname "$0")"
 . ../../path.sh
 . ./cmd.sh
 
-stage=0
-stop_stage=100
+# begin options
+stage=0                       # first stage to run
+stop_stage=100                # last stage to run
 nj=2                          # parallel jobs (feature extraction, training runs)
 corpus_dir=""                 # a real AVEC 2016 RECOLA copy (recordings_audio/, ratings_gold_standard/)
 synthetic_size=4              # synthetic corpus: recordings per partition (the real corpus: 9)
@@ -46,14 +47,15 @@ patience=20                   # epochs without a better selection-set CCC before
 loss=ccc                      # ccc (1 - CCC, paper 000) or mse
 sweep_lengths="2 8 32 128 512 2048"   # receptive-field sweep: filter lengths (paper: 2, 4, ..., 2048)
 sweep_runs=2                  # runs per filter length (paper: 10)
-sweep_epochs=30
+sweep_epochs=30               # max epochs per sweep run
 traj_start=0                  # trajectory plot segment (s) of the first dev recording (paper Fig. 5: 40 s)
-traj_end=40
-feat_config=fbank40
+traj_end=40                   # end of the trajectory plot segment (s)
+feat_config=fbank40           # feature config (a name in conf/features/ or a path)
 synthetic_dir=corpus/synthetic_recola   # where the synthetic corpus goes when no --corpus-dir is given
-data=data
-exp=exp
-results=RESULTS.md
+data=data                     # data dirs
+exp=exp                       # experiment dirs
+results=RESULTS.md            # the report written by the last stage
+# end options
 
 . "$EMOTK_ROOT/local/parse_options.sh"
 
