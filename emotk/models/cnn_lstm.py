@@ -35,6 +35,19 @@ def _positive_ints(name: str, values) -> list[int]:
     return values
 
 
+def _lflb_params(model: str, channels, pools, kernel_size, lstm_size) -> tuple[list[int], list[int], int, int]:
+    """Checked LFLB stack sizes: one channel count and one pool per block, an odd kernel."""
+    channels = _positive_ints("channels", channels)
+    pools = _positive_ints("pools", pools)
+    (kernel_size,) = _positive_ints("kernel_size", kernel_size)
+    (lstm_size,) = _positive_ints("lstm_size", lstm_size)
+    if len(channels) != len(pools):
+        raise EmotkError(f"{model}: channels ({len(channels)}) and pools ({len(pools)}) need the same length")
+    if kernel_size % 2 == 0:
+        raise EmotkError(f"{model}: kernel_size must be odd for 'same' padding, got {kernel_size}")
+    return channels, pools, kernel_size, lstm_size
+
+
 class LFLB(nn.Module):
     """Local feature learning block: conv (stride 1, 'same') -> BN -> ELU -> max-pool (kernel = stride)."""
 
@@ -64,14 +77,7 @@ class CnnLstm2d(nn.Module):
     def __init__(self, input_dim: int, output_dim: int, channels: Sequence[int] = (64, 64, 128, 128),
                  pools: Sequence[int] = (2, 4, 4, 4), kernel_size: int = 3, lstm_size: int = 256):
         super().__init__()
-        channels = _positive_ints("channels", channels)
-        pools = _positive_ints("pools", pools)
-        (kernel_size,) = _positive_ints("kernel_size", kernel_size)
-        (lstm_size,) = _positive_ints("lstm_size", lstm_size)
-        if len(channels) != len(pools):
-            raise EmotkError(f"cnn_lstm2d: channels ({len(channels)}) and pools ({len(pools)}) need the same length")
-        if kernel_size % 2 == 0:
-            raise EmotkError(f"cnn_lstm2d: kernel_size must be odd for 'same' padding, got {kernel_size}")
+        channels, pools, kernel_size, lstm_size = _lflb_params("cnn_lstm2d", channels, pools, kernel_size, lstm_size)
         blocks, freq, c_in = [], input_dim, 1
         for c_out, pool in zip(channels, pools):
             blocks.append(LFLB(c_in, c_out, kernel_size, pool))
@@ -124,14 +130,7 @@ class CnnLstm1d(nn.Module):
     def __init__(self, input_dim: int, output_dim: int, channels: Sequence[int] = (64, 64, 128, 128),
                  pools: Sequence[int] = (4, 4, 4, 4), kernel_size: int = 3, lstm_size: int = 256):
         super().__init__()
-        channels = _positive_ints("channels", channels)
-        pools = _positive_ints("pools", pools)
-        (kernel_size,) = _positive_ints("kernel_size", kernel_size)
-        (lstm_size,) = _positive_ints("lstm_size", lstm_size)
-        if len(channels) != len(pools):
-            raise EmotkError(f"cnn_lstm1d: channels ({len(channels)}) and pools ({len(pools)}) need the same length")
-        if kernel_size % 2 == 0:
-            raise EmotkError(f"cnn_lstm1d: kernel_size must be odd for 'same' padding, got {kernel_size}")
+        channels, pools, kernel_size, lstm_size = _lflb_params("cnn_lstm1d", channels, pools, kernel_size, lstm_size)
         blocks, c_in = [], input_dim
         for c_out, pool in zip(channels, pools):
             blocks.append(LFLB1d(c_in, c_out, kernel_size, pool))
