@@ -35,6 +35,7 @@ from emotk.data.datadir import DataDir
 from emotk.data.predictions import read_frame_labels, write_class_predictions, write_frame_predictions
 from emotk.errors import EmotkError
 from emotk.training.expdir import TEST_EXIT_ENV
+from emotk.training.provenance import read_record, read_trained
 from emotk.metrics.regression import ccc
 from emotk.evaluation.ensemble import ensemble_predictions
 
@@ -464,3 +465,29 @@ def test_recipe_end_to_end_killed_and_resumed_from_stage_3(tmp_path):
     assert m["rmse"] == pytest.approx(np.sqrt(audmetric.mean_squared_error(y, p)), abs=1e-6)
     # test labels are withheld: predictions exist, no scores
     assert (run / "predictions" / "test" / "labels" / "labels.scp").is_file() and not (run / "scores" / "test.json").exists()
+
+
+def test_recipe_selects_on_held_out_train_and_scores_labelled_test(tmp_path):
+    """--selection train-holdout: a whole train recording chooses the checkpoints, dev is then an honest
+    held-out score; with a labelled synthetic test partition, test is scored too; global normalization."""
+    opts = ["--synthetic-size", "3", "--synthetic-duration", "12", "--synthetic-test-labels", "true",
+            "--selection", "train-holdout", "--holdout", "1", "--norm", "global", "--seeds", "1", "--epochs", "2",
+            "--patience", "2", "--models", "downup_cnn", "--dims", "arousal", "--stop-stage", "6",
+            "--synthetic-dir", tmp_path / "corpus", "--data", tmp_path / "data", "--exp", tmp_path / "exp"]
+    cmd = ["bash", str(ROOT / "recipes" / "recola" / "run.sh"), *map(str, opts)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "exp" / "downup_cnn" / "arousal" / "seed1"
+    trained = read_trained(run)
+    assert sorted(set(trained["valid"])) == ["train_3"]  # the held-out whole recording chose the checkpoints
+    assert "train_3" not in trained["train"] and not any(u.startswith("dev") for u in {**trained["train"], **trained["valid"]})
+    assert read_record(run)["normalization"] == {"feats": "global"}
+    for part in ("dev", "test"):
+        s = json.loads((run / "scores" / f"{part}.json").read_text())
+        assert s["disjointness"]["checked"] and not s["disjointness"]["scored_on_selection_set"], part
+        _, _, ref = read_frame_labels(tmp_path / "data" / part)
+        _, _, hyp = read_frame_labels(run / "predictions" / part / "labels")
+        y = np.concatenate([ref[u][: min(len(ref[u]), len(hyp[u])), 0] for u in sorted(ref)])
+        p = np.concatenate([hyp[u][: min(len(ref[u]), len(hyp[u])), 0] for u in sorted(ref)])
+        assert s["heads"]["labels"]["metrics"]["arousal"]["ccc"] == pytest.approx(audmetric.concordance_cc(y, p), abs=1e-6)

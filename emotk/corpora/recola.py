@@ -43,13 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
+from emotk.data.predictions import MAX_FRAME_MISMATCH
 from emotk.errors import EmotkError, where
 from emotk.fileio import atomic_dir, write_text
 
 PARTITIONS = ("train", "dev", "test")
 LABEL_NAMES = ("arousal", "valence")
 LABEL_FRAME_SHIFT = 0.04
-MAX_FRAME_MISMATCH = 2
 GOLD_ATTRIBUTES = (("Instance_name", "string"), ("frameTime", "numeric"), ("GoldStandard", "numeric"))
 _REC_RE = re.compile(r"^(train|dev|test)_(\d+)$")
 _TIME_TOL = 1e-3  # seconds; frameTime values are printed with 6 decimals

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from emotk.config import METRIC
 from emotk.data.datadir import DataDir, read_table
-from emotk.data.predictions import MAX_FRAME_MISMATCH, read_frame_label
+from emotk.data.predictions import MAX_FRAME_MISMATCH, common_length, read_frame_label
 from emotk.errors import EmotkError
 from emotk.metrics.classification import ua
 from emotk.metrics.regression import ccc
@@ -167,7 +167,5 @@ def head_metric(head: HeadData, utts: list[str], outputs: dict[str, np.ndarray],
 def align_frames(feats_len: int, labels: np.ndarray, table, utt: str) -> int:
     """The common length of features and frame labels; an error naming the utterance when they differ
     by more than ``MAX_FRAME_MISMATCH`` frames."""
-    if abs(feats_len - labels.shape[0]) > MAX_FRAME_MISMATCH:
-        raise EmotkError(f"{table}: utterance {utt!r} has {labels.shape[0]} label frames but {feats_len} "
-                         f"feature frames (more than {MAX_FRAME_MISMATCH} apart)")
-    return min(feats_len, labels.shape[0])
+    return common_length(feats_len, labels.shape[0],
+                         f"{table}: utterance {utt!r} has {labels.shape[0]} label frames but {feats_len} feature frames")
