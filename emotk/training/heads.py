@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from emotk.config import METRIC
 from emotk.data.datadir import DataDir, read_table
-from emotk.data.predictions import MAX_FRAME_MISMATCH, common_length, read_frame_label
+from emotk.data.predictions import common_length, read_frame_label
 from emotk.errors import EmotkError
 from emotk.metrics.classification import ua
 from emotk.metrics.regression import ccc
