@@ -49,6 +49,8 @@ def _scores(desc: dict) -> list[str]:
 def model_card(desc: dict) -> str:
     model, proto = desc["model"], desc.get("protocol")
     corpus = desc.get("data_note") or _corpus(desc)
+    if corpus and desc.get("synthetic") and not desc.get("data_note"):
+        corpus = f"a SYNTHETIC look-alike (espeak-ng speech, simulated emotion) of {corpus}; not real speech"
     out = [f"# Model card: {model['name']}", "",
            f"Exported by emotk {desc['emotk_version']} (model dir format {desc['format']}) from "
            f"`{desc['source']['exp_dir']}`.", "", "## Model", "",

@@ -151,6 +151,16 @@ def read_scores(exp: Path) -> dict:
     return out
 
 
+def _synthetic_audio(train: Path | None) -> bool:
+    """Whether the training audio is one of emotk's synthetic look-alikes (their corpus dirs are named
+    ``synthetic_*`` by the recipes), so the card never calls a synthetic corpus the real one."""
+    if train is None or not (train / "wav.scp").is_file():
+        return False
+    from emotk.data.datadir import read_table
+
+    return any("synthetic" in v.lower() for v in read_table(train / "wav.scp", parse=str).values())
+
+
 def protocol_of(record: dict | None) -> dict | None:
     if record is None:
         return None
@@ -220,6 +230,7 @@ def export_model(exp_dir: str | Path, out_dir: str | Path, checkpoint: str = "be
         "protocol": protocol_of(record),
         "scores": read_scores(exp),
         "data_note": data_note,
+        "synthetic": _synthetic_audio(train),
         "versions": versions(),
         "source": {"exp_dir": str(exp.resolve()), "checkpoint": checkpoint if model.kind == "torch" else None,
                    "digest": digest},
