@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from emotk.data.datadir import DataDir, read_table, validate_data_dir, write_table
-from emotk.errors import EmotkError, where
-from emotk.features.pipeline import Progress, config_yaml, job_utts, load_utterance
+from emotk.data.datadir import DataDir
+from emotk.errors import EmotkError
+from emotk.features.pipeline import (Progress, TableExtraction, check_job_options, config_yaml, load_utterance,
+                                     run_extraction)
 from emotk.fileio import write_text
 
 # Feature set -> number of functionals (the sets' papers; the package's feature names agree).
@@ -144,27 +144,20 @@ def table_name(config: dict, name: str | None = None) -> str:
     return name if config["level"] == "functionals" else f"{name}_lld"
 
 
-class OpenSmileExtraction:
+class OpenSmileExtraction(TableExtraction):
     """One data dir's extraction of one openSMILE set and level (see the module docstring)."""
 
     def __init__(self, data_dir: str | Path, config: dict, name: str | None = None, nj: int = 1,
                  feats_dir: str | Path | None = None):
-        self.d = validate_data_dir(data_dir, require=["wav.scp"], check_files=False)
-        for n, rec in enumerate(self.d.table("wav.scp"), start=1):
-            if not self.d.wav_path(rec).is_file():
-                raise EmotkError(f"{where(self.d.path / 'wav.scp', n)}: audio file of {rec!r} not found: {self.d.wav_path(rec)}")
+        self._open(data_dir)
         self.config = dict(opensmile_config(config["feature_set"], config["level"], config["sample_rate"]),
                            audio=audio_digest(self.d))
         # Sorted before dumping: importing opensmile (through oyaml) makes yaml.safe_dump ignore sort_keys.
         self.yaml = config_yaml(dict(sorted(self.config.items())))
+        self.name = name
         self.table = table_name(self.config, name)
-        if nj < 1:
-            raise EmotkError(f"--nj must be >= 1, got {nj}")
-        if nj > len(self.d.utts):
-            raise EmotkError(f"--nj {nj} is more than the {len(self.d.utts)} utterances of {self.d.path}")
-        self.nj = nj
-        self.feats_dir = Path(feats_dir) if feats_dir is not None else self.d.path / "data"
-        self.prefix = f"raw_{self.table}_{self.d.path.resolve().name}"
+        self.label = f" {self.table}"
+        self._set_jobs(nj, feats_dir, self.table)
         self.is_lld = self.config["level"] == "lld"
 
     @property
@@ -172,39 +165,18 @@ class OpenSmileExtraction:
         c = self.config
         return extractor_for(c["feature_set"], c["level"], c["sample_rate"])
 
-    def job_file(self, job: int, suffix: str) -> Path:
-        return self.feats_dir / f"{self.prefix}.{job}.{suffix}"
-
     def merged(self) -> list[Path]:
         """The data-dir files of this table, the config last."""
         names = [f"{self.table}.scp"] + ([f"{self.table}.frame_shift"] if self.is_lld else [])
         return [self.d.path / n for n in names] + [self.d.path / "conf" / f"{self.table}.yaml"]
 
-    # Status ---------------------------------------------------------------------
-    def is_done(self) -> bool:
-        """Merged outputs exist, were made with this config and audio, and cover every utterance."""
-        files = self.merged()
-        if not all(f.is_file() for f in files) or files[-1].read_text(encoding="utf-8") != self.yaml:
-            return False
-        scp = read_table(files[0], parse=str)
-        return list(scp) == self.d.utts and all(
-            Path(a).is_file() for a in {self.d.resolve(v).rpartition(":")[0] for v in scp.values()})
+    @property
+    def cmvn(self) -> Path:
+        return self.d.path / f"{self.table}_cmvn.scp"
 
-    def job_done(self, job: int) -> bool:
-        stamp, scp, ark = (self.job_file(job, s) for s in ("yaml", "scp", "ark"))
-        if not (stamp.is_file() and scp.is_file() and ark.is_file()):
-            return False
-        return (stamp.read_text(encoding="utf-8") == self.yaml
-                and list(read_table(scp, parse=str)) == job_utts(self.d.utts, self.nj, job))
-
-    def all_jobs_done(self) -> bool:
-        return all(self.job_done(j) for j in range(1, self.nj + 1))
-
-    # Work -----------------------------------------------------------------------
-    def invalidate(self) -> None:
-        """Remove the merged outputs and the table's stats: an archive they point into is about to be rewritten."""
-        for f in self.merged() + [self.d.path / f"{self.table}_cmvn.scp"]:
-            f.unlink(missing_ok=True)
+    def factory(self) -> Callable[[], TableExtraction]:
+        return functools.partial(OpenSmileExtraction, str(self.d.path), self.config, self.name, self.nj,
+                                 str(self.feats_dir))
 
     def _features(self, utts: list[str], progress: Progress | None) -> Iterator[tuple[str, np.ndarray]]:
         ex = self.extractor
@@ -213,105 +185,26 @@ class OpenSmileExtraction:
             if progress is not None:
                 progress.update(1)
 
-    def run_job(self, job: int, progress: Progress | None = None) -> bool:
-        """Extract job ``job``'s share; False if it was already done with this config."""
+    def _write_job(self, job: int, items: Iterator[tuple[str, np.ndarray]]) -> None:
         from emotk.data.ark import write_ark_scp, write_vector_ark_scp
 
-        if self.job_done(job):
-            return False
-        self.invalidate()
-        self.job_file(job, "yaml").unlink(missing_ok=True)
         write = write_ark_scp if self.is_lld else write_vector_ark_scp
-        write(self.job_file(job, "ark"), self.job_file(job, "scp"),
-              self._features(job_utts(self.d.utts, self.nj, job), progress))
-        write_text(self.job_file(job, "yaml"), self.yaml)
-        return True
+        write(self.job_file(job, "ark"), self.job_file(job, "scp"), items)
 
-    def merge(self) -> None:
-        """Write ``<t>.scp`` (and ``<t>.frame_shift``) and ``conf/<t>.yaml`` from the finished jobs."""
-        missing = [j for j in range(1, self.nj + 1) if not self.job_done(j)]
-        if missing:
-            raise EmotkError(f"{self.d.path}: cannot merge {self.table}: job {missing[0]} of {self.nj} is not done "
-                             f"with this config ({len(missing)} such jobs); run it with --nj {self.nj} --job {missing[0]}")
-        scp: dict[str, str] = {}
-        for j in range(1, self.nj + 1):
-            scp.update(read_table(self.job_file(j, "scp"), parse=str))
-        files = self.merged()
-        write_table(files[0], scp)
+    def _write_merged(self, tables: dict[str, dict]) -> None:
         if self.is_lld:
-            write_text(files[1], f"{self.extractor.frame_shift:g}\n")
-        write_text(files[-1], self.yaml)
-
-
-def _worker(data_dir: str, config: dict, name: str | None, nj: int, feats_dir: str, job: int) -> int:
-    ex = OpenSmileExtraction(data_dir, config, name, nj, feats_dir)
-    ex.run_job(job)
-    return len(job_utts(ex.d.utts, nj, job))
-
-
-def _run_parallel(ex: OpenSmileExtraction, name: str | None, progress: Progress) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    todo = [j for j in range(1, ex.nj + 1) if not ex.job_done(j)]
-    for j in range(1, ex.nj + 1):
-        if j not in todo:
-            progress.update(len(job_utts(ex.d.utts, ex.nj, j)))
-    if not todo:
-        return
-    ex.invalidate()
-    workers = min(len(todo), os.cpu_count() or 1)
-    # spawn, as extract-fbank does: a forked copy of a process with running thread pools can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, str(ex.d.path), ex.config, name, ex.nj, str(ex.feats_dir), j) for j in todo]
-        try:
-            for fut in as_completed(futures):
-                progress.update(fut.result())
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+            write_text(self.merged()[1], f"{self.extractor.frame_shift:g}\n")
 
 
 def extract_opensmile_data_dir(data_dir: str | Path, feature_set: str, level: str = "functionals",
                                name: str | None = None, nj: int = 1, job: int | None = None,
                                feats_dir: str | Path | None = None, merge_only: bool = False,
                                sample_rate: int = 16000, log: Callable[[str], None] = print) -> str:
-    """Extract one openSMILE set/level of a data dir (see the module docstring); returns a one-line summary.
-
-    ``job=None`` runs every job (in ``nj`` worker processes when ``nj > 1``) and merges; ``job=J``
-    runs one job and merges if it finds every other job done; ``merge_only`` merges the ``nj``
-    finished jobs and fails naming the first one that is not done.
-    """
-    if job is not None and not 1 <= job <= nj:
-        raise EmotkError(f"--job {job} is outside 1..{nj} (--nj {nj})")
-    if job is not None and merge_only:
-        raise EmotkError("--merge and --job exclude each other")
+    """Extract one openSMILE set/level of a data dir (see the module docstring and
+    ``emotk.features.pipeline.run_extraction``); returns a one-line summary."""
+    check_job_options(nj, job, merge_only)
     config = opensmile_config(feature_set, level, sample_rate)
     ex = OpenSmileExtraction(data_dir, config, name, nj, feats_dir)
-    out = f"{ex.table}.scp"
-    what = f"{ex.d.path} ({config['feature_set']} {level}, {len(ex.d.utts)} utterances)"
-    if ex.is_done():
-        return f"{what}: {out} is up to date, nothing to do"
-    if merge_only:
-        ex.merge()
-        return f"{what}: merged {nj} jobs into {out}"
-    if job is not None:
-        progress = Progress(len(job_utts(ex.d.utts, nj, job)), f"job {job}/{nj}", log)
-        try:
-            ran = ex.run_job(job, progress)
-        finally:
-            progress.close()
-        if not ex.all_jobs_done():
-            return f"{what}: job {job}/{nj} {'done' if ran else 'was already done'}; waiting for the other jobs to merge"
-        ex.merge()
-        return f"{what}: job {job}/{nj} done, merged all {nj} jobs into {out}"
-    progress = Progress(len(ex.d.utts), f"extract {config['feature_set']} {level}", log)
-    try:
-        if nj == 1:
-            ex.run_job(1, progress)
-        else:
-            _run_parallel(ex, name, progress)
-    finally:
-        progress.close()
-    ex.merge()
-    return f"{what}: wrote {out} ({nj} job{'s' if nj > 1 else ''})"
+    what = f"{config['feature_set']} {level}"
+    return run_extraction(ex, job, merge_only, f"{ex.d.path} ({what}, {len(ex.d.utts)} utterances)",
+                          f"extract {what}", log)

@@ -17,6 +17,7 @@ rewritten archive. Utterances are split into N contiguous shares in sorted order
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -34,7 +35,6 @@ _BATCH_SAMPLES = 60 * 16000
 # A segment may end this far past the end of its recording (Kaldi extract-segments' max-overshoot).
 _MAX_OVERSHOOT = 0.5
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
-MERGED = ("feats.scp", "utt2num_frames", "frame_shift", "cmvn.scp", "conf/feats.yaml")
 
 
 def resolve_feature_config(name_or_path: str | Path) -> Path:
@@ -130,56 +130,224 @@ class Progress:
             self.bar.close()
 
 
-class Extraction:
-    """One data dir's feature extraction with one config."""
+class TableExtraction:
+    """Jobs, merge and re-run checks of one data dir's extraction into one Kaldi table.
 
-    def __init__(self, data_dir: str | Path, config: dict, nj: int = 1, feats_dir: str | Path | None = None):
-        from emotk.features.extract import computer_for
+    A subclass opens the data dir (``_open``), sets ``config``, ``yaml`` (the record that makes a
+    result current) and the jobs (``_set_jobs``), and says which data-dir files it merges into
+    (``merged``: the scp first, the config record last), which CMVN stats go stale with it
+    (``cmvn``), which job tables it writes besides ark, scp and yaml (``job_tables``), how a job's
+    items are computed and written (``_features``, ``_write_job``), what merging writes besides the
+    scp and the record (``_write_merged``), and how a worker process makes it again (``factory``).
+    """
 
-        # Archives are not checked: a stale feats.scp pointing at deleted archives is about to be replaced.
+    job_tables: tuple[str, ...] = ()
+    label = ""  # the table's name in the merge error, after "cannot merge"
+
+    def _open(self, data_dir: str | Path) -> None:
+        # Archives are not checked: a stale scp pointing at deleted archives is about to be replaced.
         self.d = validate_data_dir(data_dir, require=["wav.scp"], check_files=False)
         for n, rec in enumerate(self.d.table("wav.scp"), start=1):
             if not self.d.wav_path(rec).is_file():
-                raise EmotkError(f"{where(self.d.path / 'wav.scp', n)}: audio file of {rec!r} not found: {self.d.wav_path(rec)}")
-        self.comp = computer_for(config)
-        self.config = self.comp.config
-        self.yaml = config_yaml(self.config)
-        if self.d.has("utt2aug"):  # other noise draws make other features: finished jobs are checked against them too
-            digest = hashlib.sha256((self.d.path / "utt2aug").read_bytes()).hexdigest()
-            self.yaml += f"# utt2aug sha256 {digest}\n"
+                raise EmotkError(f"{where(self.d.path / 'wav.scp', n)}: audio file of {rec!r} not found: "
+                                 f"{self.d.wav_path(rec)}")
+
+    def _set_jobs(self, nj: int, feats_dir: str | Path | None, table: str) -> None:
         if nj < 1:
             raise EmotkError(f"--nj must be >= 1, got {nj}")
         if nj > len(self.d.utts):
             raise EmotkError(f"--nj {nj} is more than the {len(self.d.utts)} utterances of {self.d.path}")
         self.nj = nj
         self.feats_dir = Path(feats_dir) if feats_dir is not None else self.d.path / "data"
-        self.prefix = f"raw_{self.config['type']}_{self.d.path.resolve().name}"
+        self.prefix = f"raw_{table}_{self.d.path.resolve().name}"
 
     def job_file(self, job: int, suffix: str) -> Path:
         return self.feats_dir / f"{self.prefix}.{job}.{suffix}"
 
+    def job_utts(self, job: int) -> list[str]:
+        return job_utts(self.d.utts, self.nj, job)
+
+    # Subclass parts -------------------------------------------------------------
+    def merged(self) -> list[Path]:
+        raise NotImplementedError
+
+    @property
+    def cmvn(self) -> Path:
+        raise NotImplementedError
+
+    def _features(self, utts: list[str], progress: Progress | None) -> Iterator[tuple[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def _write_job(self, job: int, items: Iterator[tuple[str, np.ndarray]]) -> None:
+        raise NotImplementedError
+
+    def _write_merged(self, tables: dict[str, dict]) -> None:
+        """Merged outputs besides the scp and the config record (``tables``: each job table, merged)."""
+
+    def factory(self) -> Callable[[], TableExtraction]:
+        raise NotImplementedError
+
+    def use_threads(self, threads: int) -> None:
+        """Called in a worker process: its share of the machine's cores."""
+
     # Status ---------------------------------------------------------------------
     def is_done(self) -> bool:
         """Merged outputs exist, were made with this config, and cover every utterance."""
-        d = self.d
-        if not all(d.has(n) for n in ("feats.scp", "utt2num_frames", "frame_shift", "conf/feats.yaml")):
+        files = self.merged()
+        if not all(f.is_file() for f in files) or files[-1].read_text(encoding="utf-8") != self.yaml:
             return False
-        if (d.path / "conf" / "feats.yaml").read_text(encoding="utf-8") != self.yaml:
-            return False
-        scp = read_table(d.path / "feats.scp")
-        return list(scp) == d.utts and all(Path(a).is_file() for a in {d.resolve(v).rpartition(":")[0] for v in scp.values()})
+        scp = read_table(files[0], parse=str)
+        return list(scp) == self.d.utts and all(
+            Path(a).is_file() for a in {self.d.resolve(v).rpartition(":")[0] for v in scp.values()})
 
     def job_done(self, job: int) -> bool:
-        stamp, scp, ark = (self.job_file(job, s) for s in ("yaml", "scp", "ark"))
-        if not (stamp.is_file() and scp.is_file() and ark.is_file() and self.job_file(job, "utt2num_frames").is_file()):
+        stamp, scp = self.job_file(job, "yaml"), self.job_file(job, "scp")
+        if not all(self.job_file(job, s).is_file() for s in ("yaml", "scp", "ark", *self.job_tables)):
             return False
-        return stamp.read_text(encoding="utf-8") == self.yaml and list(read_table(scp)) == job_utts(self.d.utts, self.nj, job)
+        return (stamp.read_text(encoding="utf-8") == self.yaml
+                and list(read_table(scp, parse=str)) == self.job_utts(job))
+
+    def all_jobs_done(self) -> bool:
+        return all(self.job_done(j) for j in range(1, self.nj + 1))
 
     # Work -----------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Remove the merged outputs: an archive they point into is about to be rewritten."""
-        for name in MERGED:
-            (self.d.path / name).unlink(missing_ok=True)
+        """Remove the merged outputs and the stats: an archive they point into is about to be rewritten."""
+        for f in [*self.merged(), self.cmvn]:
+            f.unlink(missing_ok=True)
+
+    def run_job(self, job: int, progress: Progress | None = None) -> bool:
+        """Extract job ``job``'s share; False if it was already done with this config."""
+        if self.job_done(job):
+            return False
+        self.invalidate()
+        self.job_file(job, "yaml").unlink(missing_ok=True)
+        self._write_job(job, self._features(self.job_utts(job), progress))
+        write_text(self.job_file(job, "yaml"), self.yaml)
+        return True
+
+    def merge(self) -> None:
+        """Write the merged outputs from the finished jobs, the config record last."""
+        missing = [j for j in range(1, self.nj + 1) if not self.job_done(j)]
+        if missing:
+            raise EmotkError(f"{self.d.path}: cannot merge{self.label}: job {missing[0]} of {self.nj} is not done with "
+                             f"this config ({len(missing)} such jobs); run it with --nj {self.nj} --job {missing[0]}")
+        tables: dict[str, dict] = {s: {} for s in ("scp", *self.job_tables)}
+        for j in range(1, self.nj + 1):
+            for suffix, table in tables.items():
+                table.update(read_table(self.job_file(j, suffix), parse=str))
+        files = self.merged()
+        write_table(files[0], tables["scp"])
+        self._write_merged(tables)
+        write_text(files[-1], self.yaml)
+
+
+def check_job_options(nj: int, job: int | None, merge_only: bool) -> None:
+    if job is not None and not 1 <= job <= nj:
+        raise EmotkError(f"--job {job} is outside 1..{nj} (--nj {nj})")
+    if job is not None and merge_only:
+        raise EmotkError("--merge and --job exclude each other")
+
+
+def run_extraction(ex: TableExtraction, job: int | None, merge_only: bool, name: str, desc: str,
+                   log: Callable[[str], None], up_to_date: str | None = None) -> str:
+    """Run ``ex``'s jobs and merge them; a one-line summary starting with ``name``.
+
+    ``job=None`` runs every job (in ``nj`` worker processes when ``nj > 1``) and merges;
+    ``job=J`` runs one job and merges if it finds every other job done; ``merge_only`` merges
+    the ``nj`` finished jobs and fails naming the first one that is not done.
+    """
+    nj, out = ex.nj, ex.merged()[0].name
+    if ex.is_done():
+        return f"{name}: {up_to_date or f'{out} is up to date'}, nothing to do"
+    if merge_only:
+        ex.merge()
+        return f"{name}: merged {nj} jobs into {out}"
+    if job is not None:
+        progress = Progress(len(ex.job_utts(job)), f"job {job}/{nj}", log)
+        try:
+            ran = ex.run_job(job, progress)
+        finally:
+            progress.close()
+        if not ex.all_jobs_done():
+            said = "done" if ran else "was already done"
+            return f"{name}: job {job}/{nj} {said}; waiting for the other jobs to merge"
+        ex.merge()
+        return f"{name}: job {job}/{nj} done, merged all {nj} jobs into {out}"
+    progress = Progress(len(ex.d.utts), desc, log)
+    try:
+        if nj == 1:
+            ex.run_job(1, progress)
+        else:
+            _run_parallel(ex, progress)
+    finally:
+        progress.close()
+    ex.merge()
+    return f"{name}: wrote {out} ({nj} job{'s' if nj > 1 else ''})"
+
+
+def _worker(make: Callable[[], TableExtraction], job: int, threads: int) -> int:
+    ex = make()
+    ex.use_threads(threads)
+    ex.run_job(job)
+    return len(ex.job_utts(job))
+
+
+def _run_parallel(ex: TableExtraction, progress: Progress) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    todo = [j for j in range(1, ex.nj + 1) if not ex.job_done(j)]
+    for j in range(1, ex.nj + 1):
+        if j not in todo:
+            progress.update(len(ex.job_utts(j)))
+    if not todo:
+        return
+    ex.invalidate()
+    cpus = os.cpu_count() or 1
+    workers = min(len(todo), cpus)
+    # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, ex.factory(), j, max(1, cpus // workers)) for j in todo]
+        try:
+            for fut in as_completed(futures):
+                progress.update(fut.result())
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+class Extraction(TableExtraction):
+    """One data dir's feature extraction with one config."""
+
+    job_tables = ("utt2num_frames",)
+
+    def __init__(self, data_dir: str | Path, config: dict, nj: int = 1, feats_dir: str | Path | None = None):
+        from emotk.features.extract import computer_for
+
+        self._open(data_dir)
+        self.comp = computer_for(config)
+        self.config = self.comp.config
+        self.yaml = config_yaml(self.config)
+        if self.d.has("utt2aug"):  # other noise draws make other features: finished jobs are checked against them too
+            digest = hashlib.sha256((self.d.path / "utt2aug").read_bytes()).hexdigest()
+            self.yaml += f"# utt2aug sha256 {digest}\n"
+        self._set_jobs(nj, feats_dir, self.config["type"])
+
+    def merged(self) -> list[Path]:
+        return [self.d.path / n for n in ("feats.scp", "utt2num_frames", "frame_shift", "conf/feats.yaml")]
+
+    @property
+    def cmvn(self) -> Path:
+        return self.d.path / "cmvn.scp"
+
+    def factory(self) -> Callable[[], TableExtraction]:
+        return functools.partial(Extraction, str(self.d.path), self.config, self.nj, str(self.feats_dir))
+
+    def use_threads(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     def _features(self, utts: list[str], progress: Progress | None) -> Iterator[tuple[str, np.ndarray]]:
         from emotk.features.extract import compute_many
@@ -195,109 +363,22 @@ class Extraction:
                     progress.update(len(batch))
                 batch, pending = [], 0
 
-    def run_job(self, job: int, progress: Progress | None = None) -> bool:
-        """Extract job ``job``'s share; False if it was already done with this config."""
+    def _write_job(self, job: int, items: Iterator[tuple[str, np.ndarray]]) -> None:
         from emotk.data.ark import write_ark_scp
 
-        if self.job_done(job):
-            return False
-        self.invalidate()
-        self.job_file(job, "yaml").unlink(missing_ok=True)
-        rows = write_ark_scp(self.job_file(job, "ark"), self.job_file(job, "scp"),
-                             self._features(job_utts(self.d.utts, self.nj, job), progress))
+        rows = write_ark_scp(self.job_file(job, "ark"), self.job_file(job, "scp"), items)
         write_table(self.job_file(job, "utt2num_frames"), rows)
-        write_text(self.job_file(job, "yaml"), self.yaml)
-        return True
 
-    def merge(self) -> None:
-        """Write feats.scp, utt2num_frames, frame_shift and conf/feats.yaml from the finished jobs."""
-        missing = [j for j in range(1, self.nj + 1) if not self.job_done(j)]
-        if missing:
-            raise EmotkError(f"{self.d.path}: cannot merge: job {missing[0]} of {self.nj} is not done "
-                             f"with this config ({len(missing)} such jobs); run it with --nj {self.nj} --job {missing[0]}")
-        scp, frames = {}, {}
-        for j in range(1, self.nj + 1):
-            scp.update(read_table(self.job_file(j, "scp")))
-            frames.update(read_table(self.job_file(j, "utt2num_frames")))
-        write_table(self.d.path / "utt2num_frames", frames)
+    def _write_merged(self, tables: dict[str, dict]) -> None:
+        write_table(self.d.path / "utt2num_frames", tables["utt2num_frames"])
         write_text(self.d.path / "frame_shift", f"{self.comp.frame_shift:g}\n")
-        write_table(self.d.path / "feats.scp", scp)
-        write_text(self.d.path / "conf" / "feats.yaml", self.yaml)
-
-    def all_jobs_done(self) -> bool:
-        return all(self.job_done(j) for j in range(1, self.nj + 1))
-
-
-def _worker(data_dir: str, config: dict, nj: int, feats_dir: str, job: int, threads: int) -> int:
-    import torch
-
-    torch.set_num_threads(threads)
-    ex = Extraction(data_dir, config, nj, feats_dir)
-    ex.run_job(job)
-    return len(job_utts(ex.d.utts, nj, job))
 
 
 def extract_data_dir(data_dir: str | Path, config: dict, nj: int = 1, job: int | None = None,
                      feats_dir: str | Path | None = None, merge_only: bool = False,
                      log: Callable[[str], None] = print) -> str:
-    """Extract features of a data dir (see the module docstring); returns a one-line summary.
-
-    ``job=None`` runs every job (in ``nj`` worker processes when ``nj > 1``) and merges;
-    ``job=J`` runs one job and merges if it finds every other job done; ``merge_only`` merges
-    the ``nj`` finished jobs and fails naming the first one that is not done.
-    """
-    if job is not None and not 1 <= job <= nj:
-        raise EmotkError(f"--job {job} is outside 1..{nj} (--nj {nj})")
-    if job is not None and merge_only:
-        raise EmotkError("--merge and --job exclude each other")
+    """Extract features of a data dir (see the module docstring and ``run_extraction``); returns a one-line summary."""
+    check_job_options(nj, job, merge_only)
     ex = Extraction(data_dir, config, nj, feats_dir)
-    name = f"{ex.d.path} ({ex.config['type']}, {len(ex.d.utts)} utterances)"
-    if ex.is_done():
-        return f"{name}: features are up to date, nothing to do"
-    if merge_only:
-        ex.merge()
-        return f"{name}: merged {nj} jobs into feats.scp"
-    if job is not None:
-        progress = Progress(len(job_utts(ex.d.utts, nj, job)), f"job {job}/{nj}", log)
-        try:
-            ran = ex.run_job(job, progress)
-        finally:
-            progress.close()
-        if not ex.all_jobs_done():
-            return f"{name}: job {job}/{nj} {'done' if ran else 'was already done'}; waiting for the other jobs to merge"
-        ex.merge()
-        return f"{name}: job {job}/{nj} done, merged all {nj} jobs into feats.scp"
-    progress = Progress(len(ex.d.utts), f"extract {ex.config['type']}", log)
-    try:
-        if nj == 1:
-            ex.run_job(1, progress)
-        else:
-            _run_parallel(ex, progress)
-    finally:
-        progress.close()
-    ex.merge()
-    return f"{name}: wrote feats.scp ({nj} job{'s' if nj > 1 else ''})"
-
-
-def _run_parallel(ex: Extraction, progress: Progress) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    cpus = os.cpu_count() or 1
-    workers = min(ex.nj, cpus)
-    threads = max(1, cpus // workers)
-    todo = [j for j in range(1, ex.nj + 1) if not ex.job_done(j)]
-    for j in range(1, ex.nj + 1):
-        if j not in todo:
-            progress.update(len(job_utts(ex.d.utts, ex.nj, j)))
-    if todo:
-        ex.invalidate()
-    # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, str(ex.d.path), ex.config, ex.nj, str(ex.feats_dir), j, threads) for j in todo]
-        try:
-            for fut in as_completed(futures):
-                progress.update(fut.result())
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+    return run_extraction(ex, job, merge_only, f"{ex.d.path} ({ex.config['type']}, {len(ex.d.utts)} utterances)",
+                          f"extract {ex.config['type']}", log, up_to_date="features are up to date")
