@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -30,24 +30,35 @@ def write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, n
     Returns ``{key: num_rows}``.
     """
     kio = _kaldi_io()
+
+    def write(f: BinaryIO, key: str, mat: np.ndarray, first: int | None) -> int:
+        mat = np.ascontiguousarray(mat, dtype=dtype)
+        if mat.ndim != 2:
+            raise EmotkError(f"{key}: expected a 2-D matrix, got shape {mat.shape}")
+        if not np.all(np.isfinite(mat)):
+            raise EmotkError(f"{key}: matrix has NaN or infinite values")
+        kio.write_mat(f, mat)
+        return mat.shape[0]
+
+    return _write_ark_scp(ark, scp, items, write)
+
+
+def _write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]],
+                   write: Callable[[BinaryIO, str, np.ndarray, int | None], int]) -> dict[str, int]:
+    """The ark and scp writer of matrices and vectors: after each key, ``write(f, key, value, first)``
+    checks and writes the value and returns its size (``first``: the first key's size, None for it)."""
     ark = Path(ark).resolve()
-    rows: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     lines = []
     with atomic_path(ark) as tmp, open(tmp, "wb") as f:
-        for key, mat in items:
-            mat = np.ascontiguousarray(mat, dtype=dtype)
-            if mat.ndim != 2:
-                raise EmotkError(f"{key}: expected a 2-D matrix, got shape {mat.shape}")
-            if not np.all(np.isfinite(mat)):
-                raise EmotkError(f"{key}: matrix has NaN or infinite values")
+        for key, value in items:
             f.write(f"{key} ".encode())
             offset = f.tell()
-            kio.write_mat(f, mat)
+            sizes[key] = write(f, key, value, next(iter(sizes.values()), None))
             lines.append(f"{key} {ark}:{offset}\n")
-            rows[key] = mat.shape[0]
     with atomic_write(scp) as f:
         f.writelines(sorted(lines))
-    return rows
+    return sizes
 
 
 def read_matrix(rxspec: str) -> np.ndarray:
@@ -82,21 +93,15 @@ def write_vector_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple
     Every vector must be 1-D, finite and as long as the first. Returns ``{key: dim}``.
     """
     kio = _kaldi_io()
-    ark = Path(ark).resolve()
-    dims: dict[str, int] = {}
-    lines = []
-    with atomic_path(ark) as tmp, open(tmp, "wb") as f:
-        for key, vec in items:
-            vec = np.ascontiguousarray(vec, dtype=dtype)
-            _check_vector(vec, key, ark, next(iter(dims.values()), None))
-            f.write(f"{key} ".encode())
-            offset = f.tell()
-            kio.write_vec_flt(f, vec)
-            lines.append(f"{key} {ark}:{offset}\n")
-            dims[key] = vec.shape[0]
-    with atomic_write(scp) as f:
-        f.writelines(sorted(lines))
-    return dims
+    source = Path(ark).resolve()
+
+    def write(f: BinaryIO, key: str, vec: np.ndarray, first: int | None) -> int:
+        vec = np.ascontiguousarray(vec, dtype=dtype)
+        _check_vector(vec, key, source, first)
+        kio.write_vec_flt(f, vec)
+        return vec.shape[0]
+
+    return _write_ark_scp(ark, scp, items, write)
 
 
 def _check_vector(vec: np.ndarray, key: str, source, dim: int | None) -> None:
