@@ -295,3 +295,15 @@ def test_bad_inputs_are_one_line_errors(feats, wavs, tmp_path):
     r = run_cli("train", "--config", ldnn, "--set", "heads.emotion.kind=frame_regression", "--train", feats["train"],
                 "--valid", feats["valid"], "--exp", tmp_path / "e4")
     assert r.returncode == 1 and "utterance-level outputs" in r.stderr and "frame_regression" in r.stderr
+
+
+def test_output_below_a_file_is_a_one_line_error(tiny_emodb_corpus, feats, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    r = run_cli("prepare-emodb", tiny_emodb_corpus, blocker / "data")
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert f"{blocker} is a file, not a folder" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", "--config", ROOT / "conf/model/ldnn_small.yaml", "--train", feats["train"],
+                "--valid", feats["valid"], "--exp", blocker / "exp", "--set", "train.epochs=1")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("emotk: error: ")
+    assert f"{blocker} is a file, not a folder" in r.stderr and "Traceback" not in r.stderr

@@ -47,6 +47,12 @@ def main() -> None:
             raise
         print(f"emotk: error: {e}", file=sys.stderr)
         sys.exit(1)
+    except OSError as e:  # a file system refusal no emotk check anticipated: still one line naming the file
+        if _state["verbose"]:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"emotk: error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("emotk: interrupted", file=sys.stderr)
         sys.exit(130)
