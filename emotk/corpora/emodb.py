@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from emotk.corpora.acted import ACTING, check_synthetic_options, counts, is_complete, run_jobs
 from emotk.data.datadir import DataDir, write_data_dir
 from emotk.errors import EmotkError
 
@@ -147,46 +147,16 @@ def summary(d: DataDir, synthetic: bool = False) -> list[str]:
         head = f"{n} utterances of the SYNTHETIC EmoDB look-alike (not the real corpus)"
     else:
         head = f"{n} utterances (the full EmoDB has {EMODB_TOTAL})"
-    emo = Counter(utt2emo.values())
-    spk = Counter(utt2spk.values())
     expected = {EMOTIONS[k]: v for k, v in EMODB_COUNTS.items()}
     return [head,
-            "per emotion (vs. the full EmoDB): "
-            + ", ".join(f"{e} {emo.get(e, 0)}/{expected[e]}" for e in EMO_NAMES),
-            "per speaker: " + ", ".join(f"{s} {spk[s]}" for s in sorted(spk))]
+            "per emotion (vs. the full EmoDB): " + counts(Counter(utt2emo.values()), expected),
+            "per speaker: " + counts(Counter(utt2spk.values()))]
 
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic look-alike
 
 
-@dataclass(frozen=True)
-class _Act:
-    """How an emotion changes speech relative to neutral, at full acting strength.
-
-    After Murray & Arnott (1993) and Burkhardt & Sendlmeier (2000): F0 level and range, tempo,
-    loudness, F0 jitter, breathiness, vocal tension (spectral tilt), pauses between words.
-    """
-
-    f0: float = 1.0
-    f0_range: float = 1.0
-    tempo: float = 1.0
-    gain_db: float = 0.0
-    jitter: float = 0.0
-    breath: float = 0.0
-    tension: float = 0.0
-    pause: float = 0.0  # extra gap between words, in 10 ms units
-
-
-ACTING = {
-    "W": _Act(f0=1.28, f0_range=1.7, tempo=1.15, gain_db=6.0, tension=0.5),
-    "L": _Act(f0=0.92, f0_range=0.55, tempo=0.85, gain_db=-2.0, tension=-0.2, pause=3),
-    "E": _Act(f0=0.87, f0_range=1.25, tempo=0.8, gain_db=-1.0, breath=0.2, tension=0.15, pause=2),
-    "A": _Act(f0=1.35, f0_range=1.2, tempo=1.2, gain_db=1.0, jitter=0.04, breath=0.15),
-    "F": _Act(f0=1.18, f0_range=1.6, tempo=1.08, gain_db=3.0, tension=0.15),
-    "T": _Act(f0=0.9, f0_range=0.6, tempo=0.8, gain_db=-5.0, breath=0.35, tension=-0.4, pause=8),
-    "N": _Act(),
-}
 # espeak voice variant, base pitch (0-100), rate (wpm), intonation range (0-100) per speaker
 _VOICES = {
     "03": ("m1", 40, 165, 55), "08": ("f1", 55, 175, 60), "09": ("f2", 50, 185, 50),
@@ -203,14 +173,14 @@ _MAX_SIZE = 5000  # version letters a..z per speaker, text and emotion suffice u
 def _counts(size: int) -> dict[str, int]:
     """Utterances per emotion: EmoDB's proportions scaled to ``size`` (largest remainder), >= 1 each."""
     exact = {e: size * c / EMODB_TOTAL for e, c in EMODB_COUNTS.items()}
-    counts = {e: max(1, int(x)) for e, x in exact.items()}
+    per_emo = {e: max(1, int(x)) for e, x in exact.items()}
     for e in sorted(exact, key=lambda e: exact[e] - int(exact[e]), reverse=True):
-        if sum(counts.values()) >= size:
+        if sum(per_emo.values()) >= size:
             break
-        counts[e] += 1
-    while sum(counts.values()) > size:  # only when the >= 1 floor overshot
-        counts[max(counts, key=counts.get)] -= 1
-    return counts
+        per_emo[e] += 1
+    while sum(per_emo.values()) > size:  # only when the >= 1 floor overshot
+        per_emo[max(per_emo, key=per_emo.get)] -= 1
+    return per_emo
 
 
 def _plan(size: int, seed: int) -> list[str]:
@@ -253,7 +223,7 @@ def synthesize_utterance(name: str, seed: int = 0, max_duration: float | None = 
     spk, text, emo = name[:2], name[2:5], name[5]
     variant, pitch, rate, prange = _VOICES[spk]
     style = _speaker_style(seed, spk)
-    act = ACTING[emo]
+    act = ACTING[EMOTIONS[emo]]
     rng = np.random.default_rng(_utt_seed(seed, name))
     s = float(np.clip(style["strength"] * rng.lognormal(0.0, style["spread"]), 0.15, 1.6))
     tempo = act.tempo ** s * rng.lognormal(0.0, 0.07)
@@ -286,13 +256,6 @@ def _write_utterance(args) -> None:
              subtype="PCM_16")
 
 
-def _is_complete(out_dir: Path, note: str, names: list[str]) -> bool:
-    marker = out_dir / "erklaerung.txt"
-    if not marker.is_file() or marker.read_text(encoding="utf-8") != note:
-        return False
-    return all((out_dir / "wav" / f"{n}.wav").is_file() for n in names)
-
-
 def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = None,
                    duration: float | None = None, nj: int = 2) -> Path:
     """Write a synthetic EmoDB in the real layout: German espeak-ng speech, emotion acted by prosody rules.
@@ -308,29 +271,17 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
     size = EMODB_TOTAL if size is None else int(size)
     if not len(EMOTIONS) <= size <= _MAX_SIZE:
         raise EmotkError(f"synthetic EmoDB: size must be {len(EMOTIONS)} (one per emotion) to {_MAX_SIZE}, got {size}")
-    if seed < 0:
-        raise EmotkError(f"synthetic EmoDB: seed must be >= 0, got {seed}")
-    if duration is not None and duration <= 0:
-        raise EmotkError(f"synthetic EmoDB: duration must be > 0 seconds, got {duration}")
+    check_synthetic_options("EmoDB", seed, duration)
     names = _plan(size, seed)
     out_dir = Path(out_dir)
     note = (f"{SYNTHETIC_MARK}: {size} utterances synthesized with espeak-ng and PSOLA prosody rules "
             f"(seed {seed}, duration {duration}); NOT the Berlin Database of Emotional Speech.\n")
-    if _is_complete(out_dir, note, names):
+    if is_complete(out_dir / "erklaerung.txt", note, (out_dir / "wav" / f"{n}.wav" for n in names)):
         return out_dir  # same parameters, all files there: a re-run of the recipe stage skips it
     with atomic_dir(out_dir) as tmp:
         for sub in ("wav", "lablaut", "labsilb", "silb"):
             (tmp / sub).mkdir()
         (tmp / "erklaerung.txt").write_text(note, encoding="utf-8")
         (tmp / "erkennung.txt").write_text(note, encoding="utf-8")
-        jobs = [(n, seed, duration, str(tmp / "wav")) for n in names]
-        if nj > 1 and size > 20:
-            import multiprocessing
-
-            with multiprocessing.get_context("spawn").Pool(nj) as pool:
-                for _ in pool.imap_unordered(_write_utterance, jobs, chunksize=4):
-                    pass
-        else:
-            for job in jobs:
-                _write_utterance(job)
+        run_jobs(_write_utterance, [(n, seed, duration, str(tmp / "wav")) for n in names], nj)
     return out_dir

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotk.corpora.acted import ACTING, Act, check_synthetic_options, counts, is_complete, run_jobs
 from emotk.data.datadir import DataDir, validate_data_dir, write_table, spk2utt_from
 from emotk.errors import EmotkError
 
@@ -444,11 +445,9 @@ def summary(p: Prepared, synthetic: bool = False) -> list[str]:
         head += " of the SYNTHETIC eNTERFACE'05 look-alike (not the real corpus)"
     else:
         head += f" (the paper's clean set: {PAPER_TOTAL} utterances of {PAPER_SUBJECTS} subjects)"
-    emo, spk = Counter(utt2emo.values()), Counter(utt2spk.values())
-    per_emo = ", ".join(f"{e} {emo.get(e, 0)}" + ("" if synthetic else f"/{EXPECTED_PER_EMOTION[e]}")
-                        for e in EMO_NAMES)
+    per_emo = counts(Counter(utt2emo.values()), None if synthetic else EXPECTED_PER_EMOTION)
     lines = [head, "per emotion" + ("" if synthetic else " (vs. the paper)") + f": {per_emo}",
-             "per subject: " + ", ".join(f"{s} {spk[s]}" for s in sorted(spk))]
+             "per subject: " + counts(Counter(utt2spk.values()))]
     kinds = Counter(note.kind for note in p.notes)
     for kind, text in _KIND_SUMMARY.items():
         if kinds[kind]:
@@ -493,13 +492,10 @@ _FEMALE = {2, 9, 14, 20, 27, 31, 36, 41}  # 8 of 42 as in the paper; which ones 
 _ACCENTS = ["en", "en-US", "en-GB-x-rp", "en-GB-scotland", "en-029", "en-US-nyc", "en-GB-x-gbclan"]
 
 
-def _acting() -> dict:
+def _acting() -> dict[str, Act]:
     """Prosody rules per emotion: EmoDB's, plus surprise (high, wide F0, louder, a little faster)."""
-    from emotk.corpora.emodb import ACTING, _Act
-
-    return {"anger": ACTING["W"], "disgust": ACTING["E"], "fear": ACTING["A"], "happiness": ACTING["F"],
-            "sadness": ACTING["T"],
-            "surprise": _Act(f0=1.32, f0_range=1.9, tempo=1.05, gain_db=4.0, breath=0.1, tension=0.1)}
+    surprise = Act(f0=1.32, f0_range=1.9, tempo=1.05, gain_db=4.0, breath=0.1, tension=0.1)
+    return {e: surprise if e == "surprise" else ACTING[e] for e in EMO_NAMES}
 
 
 def synthetic_tree(size: int = PAPER_SUBJECTS) -> list[tuple[str, int, str, list[int]]]:
@@ -585,13 +581,6 @@ def _write_avi_job(args) -> None:
     write_avi(path, synthetic_audio(subject, emotion, sentences, seed, max_duration), AVI_RATE)
 
 
-def _is_complete(root: Path, note: str, tree: list) -> bool:
-    readme = root / "README.txt"
-    if not readme.is_file() or readme.read_text(encoding="utf-8") != note:
-        return False
-    return all((root / rel).is_file() for rel, *_ in tree)
-
-
 def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = None,
                    duration: float | None = None, nj: int = 2) -> Path:
     """Write a synthetic eNTERFACE'05 in the real layout: English espeak-ng speech, emotions acted by
@@ -607,16 +596,13 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
     size = PAPER_SUBJECTS if size is None else int(size)
     if not 1 <= size <= PAPER_SUBJECTS:
         raise EmotkError(f"synthetic eNTERFACE'05: size (segmented subjects) must be 1 to {PAPER_SUBJECTS}, got {size}")
-    if seed < 0:
-        raise EmotkError(f"synthetic eNTERFACE'05: seed must be >= 0, got {seed}")
-    if duration is not None and duration <= 0:
-        raise EmotkError(f"synthetic eNTERFACE'05: duration must be > 0 seconds, got {duration}")
+    check_synthetic_options("eNTERFACE'05", seed, duration)
     tree = synthetic_tree(size)
     out_dir = Path(out_dir)
     note = (f"{SYNTHETIC_MARK}: {size} subjects plus subject 6's unsegmented files, synthesized with "
             f"espeak-ng and PSOLA prosody rules (seed {seed}, duration {duration}); "
             "NOT the eNTERFACE'05 database.\n")
-    if _is_complete(out_dir, note, tree):
+    if is_complete(out_dir / "README.txt", note, (out_dir / rel for rel, *_ in tree)):
         return out_dir
     with atomic_dir(out_dir) as tmp:
         (tmp / "README.txt").write_text(note, encoding="utf-8")
@@ -624,13 +610,5 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
         for rel, subject, emotion, sentences in tree:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             jobs.append((str(tmp / rel), subject, emotion, sentences, seed, duration))
-        if nj > 1 and len(jobs) > 20:
-            import multiprocessing
-
-            with multiprocessing.get_context("spawn").Pool(nj) as pool:
-                for _ in pool.imap_unordered(_write_avi_job, jobs, chunksize=4):
-                    pass
-        else:
-            for job in jobs:
-                _write_avi_job(job)
+        run_jobs(_write_avi_job, jobs, nj)
     return out_dir

@@ -22,9 +22,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from emotk.corpora.acted import ACTING, Act, check_synthetic_options, counts, is_complete, run_jobs
 from emotk.data.datadir import DataDir, write_data_dir
 from emotk.errors import EmotkError, where
 
@@ -500,19 +502,13 @@ def is_synthetic(corpus_dir: str | Path) -> bool:
     return f.is_file() and SYNTHETIC_MARK in f.read_text(encoding="utf-8", errors="replace")
 
 
-def _counts(c: Counter, expected: dict | None = None) -> str:
-    if expected:
-        return ", ".join(f"{k} {c.get(k, 0)}/{expected[k]}" for k in sorted(expected))
-    return ", ".join(f"{k} {c[k]}" for k in sorted(c)) or "none"
-
-
 def summary(r: PrepReport) -> list[str]:
     """Log lines: what was read, kept and dropped; per class, session and speaker; known-total warnings."""
     n_kept = sum(r.per_speaker.values())
     what = "the SYNTHETIC IEMOCAP look-alike (not the real corpus)" if r.synthetic else (
         "IEMOCAP (all 5 sessions)" if r.complete else f"IEMOCAP sessions {' '.join(map(str, r.sessions))} (partial)")
     lines = [f"{r.n_listed} utterances in {r.n_dialogs} dialogs of {what}",
-             "consensus codes: " + _counts(r.consensus),
+             "consensus codes: " + counts(r.consensus),
              f"--subset {r.subset}: {r.n_subset} utterances; --labels {r.labels}"
              + (f" --evaluator {r.evaluator}" if r.evaluator else "") + f": {n_kept} kept"]
     if r.dropped:
@@ -520,9 +516,9 @@ def summary(r: PrepReport) -> list[str]:
     compare = not r.synthetic and r.complete and r.subset == "complete" and r.labels in LABEL_SETS
     for name, c in r.classes.items():
         lines.append(f"per class ({name}" + (", vs. the full release" if compare else "") + "): "
-                     + _counts(c, expected_totals(r.labels) if compare else None))
-    lines.append("per session: " + _counts(r.per_session))
-    lines.append("per speaker: " + _counts(r.per_speaker))
+                     + counts(c, expected_totals(r.labels) if compare else None))
+    lines.append("per session: " + counts(r.per_session))
+    lines.append("per speaker: " + counts(r.per_speaker))
     lines += [f"WARNING: {w}" for w in r.warnings]
     return lines
 
@@ -667,16 +663,15 @@ def _summary_vad(u: _Utt) -> tuple[float, float, float]:
     return out[0], out[1], out[2]
 
 
-# Acting of the emotions EmoDB lacks, on the scale of emodb.ACTING.
-def _acting(code: str):
-    from emotk.corpora.emodb import ACTING, _Act
-
-    emodb = {"ang": "W", "dis": "E", "fea": "A", "hap": "F", "neu": "N", "sad": "T", "oth": "N"}
+# Acting of the emotions EmoDB lacks, on the scale of acted.ACTING.
+def _acting(code: str) -> Act:
+    emodb = {"ang": "anger", "dis": "disgust", "fea": "fear", "hap": "happiness", "neu": "neutral", "sad": "sadness",
+             "oth": "neutral"}
     if code in emodb:
         return ACTING[emodb[code]]
-    return {"exc": _Act(f0=1.25, f0_range=1.8, tempo=1.15, gain_db=5.0, tension=0.2),
-            "fru": _Act(f0=1.08, f0_range=1.2, tempo=0.95, gain_db=2.0, tension=0.3, pause=2),
-            "sur": _Act(f0=1.35, f0_range=1.9, tempo=1.05, gain_db=3.0, breath=0.1)}[code]
+    return {"exc": Act(f0=1.25, f0_range=1.8, tempo=1.15, gain_db=5.0, tension=0.2),
+            "fru": Act(f0=1.08, f0_range=1.2, tempo=0.95, gain_db=2.0, tension=0.3, pause=2),
+            "sur": Act(f0=1.35, f0_range=1.9, tempo=1.05, gain_db=3.0, breath=0.1)}[code]
 
 
 def synthesize_utterance(turn: str, text: str, acted: str, vad: tuple[float, float, float], seed: int = 0,
@@ -763,17 +758,12 @@ def _write_texts(root: Path, dialog: str, utts: list[_Utt], times: dict[str, tup
     (root / "dialog" / "transcriptions" / f"{dialog}.txt").write_text("\n".join(tr) + "\n", encoding="utf-8")
 
 
-def _is_complete(out_dir: Path, note: str, plan: dict[str, list[_Utt]]) -> bool:
-    marker = out_dir / "README.txt"
-    if not marker.is_file() or marker.read_text(encoding="utf-8") != note:
-        return False
+def _files(out_dir: Path, plan: dict[str, list[_Utt]]) -> Iterator[Path]:
+    """Each dialog's EmoEvaluation file and wavs."""
     for dialog, utts in plan.items():
         session = out_dir / f"Session{utts[0].session}"
-        if not (session / "dialog" / "EmoEvaluation" / f"{dialog}.txt").is_file():
-            return False
-        if not all((session / "sentences" / "wav" / dialog / f"{u.turn}.wav").is_file() for u in utts):
-            return False
-    return True
+        yield session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
+        yield from (session / "sentences" / "wav" / dialog / f"{u.turn}.wav" for u in utts)
 
 
 def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = None,
@@ -795,15 +785,12 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
     n_min = 5 * 2 * _MIN_PER_DIALOG
     if not n_min <= size <= 20000:
         raise EmotkError(f"synthetic IEMOCAP: size must be {n_min} (2 per dialog) to 20000, got {size}")
-    if seed < 0:
-        raise EmotkError(f"synthetic IEMOCAP: seed must be >= 0, got {seed}")
-    if duration is not None and duration <= 0:
-        raise EmotkError(f"synthetic IEMOCAP: duration must be > 0 seconds, got {duration}")
+    check_synthetic_options("IEMOCAP", seed, duration)
     plan = _plan(size, seed)
     out_dir = Path(out_dir)
     note = (f"{SYNTHETIC_MARK}: {size} utterances synthesized with espeak-ng and PSOLA prosody rules "
             f"(seed {seed}, duration {duration}); NOT the IEMOCAP database.\n")
-    if _is_complete(out_dir, note, plan):
+    if is_complete(out_dir / "README.txt", note, _files(out_dir, plan)):
         return out_dir
     with atomic_dir(out_dir) as tmp:
         (tmp / "README.txt").write_text(note, encoding="utf-8")
@@ -816,13 +803,7 @@ def make_synthetic(out_dir: str | Path, *, seed: int = 0, size: int | None = Non
             (root / "sentences" / "wav" / dialog).mkdir(parents=True)
             jobs += [(u.turn, u.text, u.acted, u.vad, seed, duration,
                       str(root / "sentences" / "wav" / dialog / f"{u.turn}.wav")) for u in utts]
-        if nj > 1:
-            import multiprocessing
-
-            with multiprocessing.get_context("spawn").Pool(nj) as pool:
-                durations = dict(pool.imap_unordered(_write_utterance, jobs, chunksize=4))
-        else:
-            durations = dict(_write_utterance(j) for j in jobs)
+        durations = dict(run_jobs(_write_utterance, jobs, nj))
         trng = np.random.default_rng([seed, 3])
         for dialog, utts in plan.items():
             t, times = float(trng.uniform(2, 8)), {}
