@@ -42,6 +42,7 @@ from emotk.config import dump_config, load_config, read_config_file, yaml_load
 from emotk.data.datadir import DataDir
 from emotk.errors import EmotkError
 from emotk.fileio import write_text
+from emotk.training.provenance import read_fold
 
 STUDY = "emotk-tune"
 _EPOCH_LINE = re.compile(r"^epoch=(\d+) train_loss=\S+ valid_loss=\S+ valid_\w+?=(\S+)")
@@ -129,20 +130,6 @@ def set_items(values: dict[str, object]) -> list[str]:
 
 # Never a test set ----------------------------------------------------------------------------------
 
-def _fold_of(d: Path) -> tuple[Path, dict] | None:
-    """``(fold dir, fold.yaml)`` of a data dir inside a fold, read as ``emotk.training.provenance`` does."""
-    for p in (d / "fold.yaml", d.parent / "fold.yaml"):
-        if p.is_file():
-            try:
-                meta = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as e:
-                raise EmotkError(f"{p}: invalid YAML: {e}") from None
-            if not isinstance(meta, dict):
-                raise EmotkError(f"{p}: not a fold record")
-            return p.parent, meta
-    return None
-
-
 def check_search_sets(train_dir: str | Path, valid_dir: str | Path) -> dict:
     """Refuse a test part as train or valid set (before reading anything in it); the sets' record.
 
@@ -154,7 +141,7 @@ def check_search_sets(train_dir: str | Path, valid_dir: str | Path) -> dict:
         d = Path(given).resolve()
         if d.name == "test":
             raise EmotkError(f"--{role} {given}: a test set (named 'test'); tuning uses train and valid sets only")
-        fold = _fold_of(d)
+        fold = read_fold(d)
         if fold is not None and fold[0] == d.parent and d.name not in ("train", "valid"):
             raise EmotkError(f"--{role} {given}: not a train or valid part of the fold {fold[0]} ({d.name!r})")
         dirs[role], folds[role] = d, fold

@@ -185,18 +185,29 @@ def _ids_digest(utt2spk: Mapping[str, str]) -> str:
 
 # Protocol and selection -----------------------------------------------------------------------------
 
-def read_protocol(train_dir: str | Path) -> dict | None:
-    """The train dir's fold (``fold.yaml`` in it or beside it), or None outside a fold."""
-    train_dir = Path(train_dir)
-    for p in (train_dir / "fold.yaml", train_dir.parent / "fold.yaml"):
+def read_fold(data_dir: str | Path) -> tuple[Path, dict] | None:
+    """``(fold dir, its fold.yaml)`` of a data dir inside a fold (``fold.yaml`` in it or beside it), or None."""
+    data_dir = Path(data_dir)
+    for p in (data_dir / "fold.yaml", data_dir.parent / "fold.yaml"):
         if p.is_file():
             try:
                 meta = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as e:
                 raise EmotkError(f"{p}: invalid YAML: {e}") from None
-            return {"name": meta.get("protocol"), "speaker_independent": bool(meta.get("speaker_independent", True)),
-                    "fold": p.parent.name, "split_seed": meta.get("seed")}
+            if not isinstance(meta, dict):
+                raise EmotkError(f"{p}: not a fold record")
+            return p.parent, meta
     return None
+
+
+def read_protocol(train_dir: str | Path) -> dict | None:
+    """The train dir's fold protocol, or None outside a fold."""
+    fold = read_fold(train_dir)
+    if fold is None:
+        return None
+    path, meta = fold
+    return {"name": meta.get("protocol"), "speaker_independent": bool(meta.get("speaker_independent", True)),
+            "fold": path.name, "split_seed": meta.get("seed")}
 
 
 def check_disjoint(train: DataDir, valid: DataDir, protocol: dict | None) -> dict:
