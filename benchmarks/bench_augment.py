@@ -19,11 +19,7 @@ Results replace the "## Noise augmentation" section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_common import cpu_name, replace_section  # noqa: E402
+from bench_common import EMOTK, machine_line, publish, run_process  # noqa: E402
 
 HEADING = "## Noise augmentation"
 SR = 16000
@@ -58,15 +54,7 @@ def make_speech(root: Path, n: int) -> Path:
 
 def emotk(*args) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, its worker processes included) of one whole ``emotk`` process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", "from emotk.cli import main; main()", *map(str, args)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(r.stderr)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return run_process([*EMOTK, *args])
 
 
 def fresh(data: Path) -> None:
@@ -153,9 +141,7 @@ def main() -> None:
     ref = per_utt[0][1]
     lines = [
         HEADING, "",
-        f"{datetime.date.today()}; {os.cpu_count()} CPUs ({cpu_name()}); Python {platform.python_version()}, "
-        f"torch {torch.__version__}; load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end "
-        "(other jobs may share the machine: compare rows of one run, not runs).", "",
+        machine_line(load0, os.getloadavg()[0], f"torch {torch.__version__}"), "",
         f"Command: `python benchmarks/bench_augment.py --utts {args.utts} --nj {args.nj} --repeats {args.repeats}`", "",
         f"{args.utts} speech-like utterances of {SECONDS:g} s at 16 kHz, synthetic MUSAN of 40 noises (1.2 to 12 s). "
         f"Offline: whole `emotk` processes (start-up included), wall clock and CPU time (user + system, "
@@ -179,10 +165,7 @@ def main() -> None:
         "Per epoch, on-the-fly augmentation adds that many ms per training utterance; set it against the "
         "per-utterance training step of the same model (section Training throughput: 1000 / train utt/s).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
+    publish(HEADING, lines, not args.no_write)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,20 @@
-"""Shared by the benchmark scripts: machine description and BENCHMARKS.md section replacement."""
+"""Shared by the benchmark scripts: machine description, whole-process timing and BENCHMARKS.md
+section replacement."""
 
 from __future__ import annotations
 
+import datetime
+import os
 import platform
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+# The emotk command line, run as a whole process with this interpreter.
+EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]
 
 
 def cpu_name() -> str:
@@ -28,3 +39,31 @@ def replace_section(path: Path, heading: str, text: str) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
     path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def machine_line(load_start: float, load_end: float, libraries: str) -> str:
+    """Date, CPUs, Python and ``libraries`` (e.g. ``"torch 2.3"``), and the load averages around the runs."""
+    return (f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python "
+            f"{platform.python_version()}, {libraries}; load average {load_start:.1f} at start, {load_end:.1f} at end "
+            "(other jobs shared the machine: compare rows of one run, not runs).")
+
+
+def run_process(cmd: list) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the process and every worker it waited for) of one command;
+    a failing command ends the benchmark with its stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    r = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stderr}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def publish(heading: str, lines: list[str], write: bool, path: Path = BENCHMARKS_MD) -> None:
+    """Print the section (``lines``, the heading first) and, with ``write``, put it into ``path``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        replace_section(path, heading, text)

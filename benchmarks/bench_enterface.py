@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_common import cpu_name, replace_section  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+from bench_common import EMOTK, cpu_name, publish, run_process  # noqa: E402
+from tests.references import swr_decode  # noqa: E402
 
 HEADING = "## eNTERFACE'05 .avi decoding"
 RATE = 48000
@@ -56,18 +56,6 @@ def make_tree(root: Path, subjects: int, seconds: float) -> list[Path]:
     return paths
 
 
-def swr_decode(path: Path) -> np.ndarray:
-    import av
-
-    out = []
-    with av.open(str(path)) as c:
-        r = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        for frame in c.decode(c.streams.audio[0]):
-            out += [f.to_ndarray().ravel() for f in r.resample(frame)]
-        out += [f.to_ndarray().ravel() for f in r.resample(None)]
-    return np.concatenate(out)
-
-
 def best_cpu(fn, paths: list[Path], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -79,10 +67,7 @@ def best_cpu(fn, paths: list[Path], repeats: int) -> float:
 
 
 def cli_wall(corpus: Path, data: Path, nj: int) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from emotk.cli import main; main()", "prepare-enterface", str(corpus),
-                    str(data), "--nj", str(nj)], check=True, capture_output=True)
-    return time.perf_counter() - t0
+    return run_process([*EMOTK, "prepare-enterface", corpus, data, "--nj", nj])[0]
 
 
 def main() -> None:
@@ -126,10 +111,7 @@ def main() -> None:
               "decodes once; re-runs only check sizes and mtimes. Each --nj worker process first imports PyAV and "
               "scipy (seconds on a loaded machine), so --nj pays off only when decoding outweighs that start-up; "
               "the prepare rows are wall times on a machine shared with other jobs."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
+    publish(HEADING, lines, not args.no_write)
 
 
 if __name__ == "__main__":

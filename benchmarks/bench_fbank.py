@@ -17,10 +17,8 @@ corpus size. All methods use the fbank40 config. Results replace the "## Feature
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -34,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_common import cpu_name, replace_section  # noqa: E402
+from bench_common import machine_line, publish  # noqa: E402
 SECONDS = 3.0
 SR = 16000
 HEADING = "## Feature extraction (fbank)"
@@ -229,9 +227,7 @@ def main() -> None:
     cmd = "python benchmarks/bench_fbank.py" + (f" --utts {args.utts}" if args.utts != 200 else "")
     lines = [
         HEADING, "",
-        f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python {platform.python_version()}, "
-        f"torch {torch.__version__}; single thread; load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end "
-        "(other jobs shared the machine: compare rows of one run, not runs).",
+        machine_line(load_start[0], load_end[0], f"torch {torch.__version__}; single thread"),
         "", f"Reproduce: `{cmd}`", "",
         f"{args.utts} utterances x {SECONDS:g} s at 16 kHz ({audio / 60:.0f} min of audio), fbank40 config; "
         f"fastest of {args.repeats} interleaved runs; real-time factor = audio seconds / CPU seconds.", "",
@@ -245,10 +241,7 @@ def main() -> None:
     for n, e, lh in mem:
         lines.append(f"| {n} | {e['maxrss_mb']:.0f} | {n * SECONDS / e['cpu']:.0f} | {lh['maxrss_mb']:.0f} | "
                      f"{n * SECONDS / lh['cpu']:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
+    publish(HEADING, lines, not args.no_write)
 
 
 if __name__ == "__main__":

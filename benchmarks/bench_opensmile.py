@@ -11,23 +11,18 @@ process and its workers (start-up included). Writes the "openSMILE extraction" s
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_common import cpu_name, replace_section  # noqa: E402
+from bench_common import EMOTK, machine_line, publish, run_process  # noqa: E402
 
 HEADING = "## openSMILE extraction"
-EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]
 # The package's own loop over the files: what a user of the opensmile package would write.
 PACKAGE_LOOP = """
 import sys, warnings
@@ -37,16 +32,6 @@ smile = opensmile.Smile(feature_set=opensmile.FeatureSet[sys.argv[1]], feature_l
 for path in open(sys.argv[2]).read().split():
     smile.process_file(path)
 """
-
-
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds (the process and every worker it waited for) of one command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def fresh_copy(data: Path, dst: Path) -> Path:
@@ -94,19 +79,19 @@ def main() -> None:
 
         def emotk_run(feature_set: str, nj: int, r: int) -> tuple[float, float]:
             copy = fresh_copy(tmp / "data", tmp / f"x{r}")
-            return timed([*EMOTK, "extract-opensmile", str(copy), "--set", feature_set, "--nj", str(nj)])
+            return run_process([*EMOTK, "extract-opensmile", str(copy), "--set", feature_set, "--nj", str(nj)])
 
         rows, nj_rows = [], []
         for s in args.sets.split(","):
             ours = best(lambda r: emotk_run(s, 1, r))
-            ref = best(lambda r: timed([sys.executable, "-c", PACKAGE_LOOP, s, str(tmp / "wavs.txt")]))
+            ref = best(lambda r: run_process([sys.executable, "-c", PACKAGE_LOOP, s, str(tmp / "wavs.txt")]))
             rows.append((s, SETS[s], ours, ref))
         for s in args.nj_sets.split(","):
             for nj in (1, 2):
                 nj_rows.append((s, nj, best(lambda r: emotk_run(s, nj, r))))
         done = fresh_copy(tmp / "data", tmp / "done")
         subprocess.run([*EMOTK, "extract-opensmile", str(done), "--set", "IS09"], check=True, capture_output=True)
-        idle = best(lambda r: timed([*EMOTK, "extract-opensmile", str(done), "--set", "IS09"]))
+        idle = best(lambda r: run_process([*EMOTK, "extract-opensmile", str(done), "--set", "IS09"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_end = os.getloadavg()
@@ -116,9 +101,7 @@ def main() -> None:
     cmd = "python benchmarks/bench_opensmile.py" + (f" --size {args.size}" if args.size != 80 else "")
     lines = [
         HEADING, "",
-        f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python {platform.python_version()}, "
-        f"opensmile {opensmile.__version__}; load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end "
-        "(other jobs shared the machine: compare rows of one run, not runs).",
+        machine_line(load_start[0], load_end[0], f"opensmile {opensmile.__version__}"),
         "", f"Reproduce: `{cmd}`", "",
         f"Synthetic EmoDB (`emotk make-synthetic-corpus emodb DIR --size {args.size} --seed 1`): {args.size} utterances, "
         f"{audio / 60:.1f} min of 16 kHz speech. Functionals; each run is a whole process (Python start-up and imports "
@@ -138,10 +121,7 @@ def main() -> None:
               "|---|---:|---:|---:|---:|---:|"]
     for s, nj, (wall, cpu) in nj_rows:
         lines.append(f"| {s} | {nj} | {wall:.2f} | {cpu:.2f} | {audio / wall:.0f} | {audio / cpu:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        replace_section(ROOT / "BENCHMARKS.md", HEADING, text)
+    publish(HEADING, lines, not args.no_write)
 
 
 if __name__ == "__main__":

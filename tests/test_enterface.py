@@ -20,6 +20,7 @@ from emotk.corpora.enterface import (EMO_NAMES, EXPECTED_PER_EMOTION, PAPER_TOTA
 from emotk.corpora.tts import write_avi
 from emotk.data.datadir import validate_data_dir
 from emotk.errors import EmotkError
+from tests.references import swr_decode
 
 SIZE = 4  # subjects 3, 11, 16, 23 (every irregularity) + subject 6's unsegmented files
 
@@ -134,19 +135,6 @@ def test_synthetic_report_names_every_irregularity(prepared):
 
 # --- audio -------------------------------------------------------------------------------------------------
 
-def _swr_decode(path: Path) -> np.ndarray:
-    """Independent reference: libswresample's own downmix ((L+R)/sqrt 2) and resampler, through PyAV."""
-    import av
-
-    out = []
-    with av.open(str(path)) as c:
-        r = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        for frame in c.decode(c.streams.audio[0]):
-            out += [f.to_ndarray().ravel() for f in r.resample(frame)]
-        out += [f.to_ndarray().ravel() for f in r.resample(None)]
-    return np.concatenate(out).astype(np.float64)
-
-
 def _band_snr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """SNR (dB) of ``a`` against gain-matched ``b`` below 6.5 kHz (resamplers differ only in their
     transition bands), and that gain."""
@@ -167,7 +155,7 @@ def test_decoded_audio_matches_independent_decoders(corpus, prepared):
                      ("s03_sa_4", "subject 3/sadness/sentence 4/s_3_sa_4.avi")):
         ours, sr = sf.read(wav[utt])
         assert sr == 16000 and ours.ndim == 1
-        snr, gain = _band_snr(ours, _swr_decode(corpus / rel))
+        snr, gain = _band_snr(ours, swr_decode(corpus / rel))
         assert snr > 50 and gain == pytest.approx(1 / np.sqrt(2), rel=5e-3)  # a channel mean, not one channel
         # the audio the look-alike muxed, mixed down and resampled by FFT (scipy.signal.resample)
         subject, emotion, k = int(utt[1:3]), prepared.data.table("utt2emo")[utt], int(utt[-1])
