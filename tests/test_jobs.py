@@ -15,6 +15,7 @@ import pytest
 from emotk.errors import EmotkError
 from emotk.jobs.slurm import PROJECT_CONFIG, array_ids, sbatch_command
 from emotk.jobs.spec import parse_args
+from tests.launchers import counting_task, run_launcher, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LOCAL = ROOT / "local" / "run_local.sh"
@@ -22,17 +23,10 @@ ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}
 
 
 def launch(cwd: Path, *args: str, launcher: Path = RUN_LOCAL) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(launcher), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    return run_launcher(launcher, ENV, cwd, *args, timeout=120)
 
 
-# A task that counts its runs in runs.N and fails while the file fail.N exists.
-COUNTING = ["bash", "-c", "echo run >> runs.JOB; echo task JOB says hello; [ ! -e fail.JOB ] || exit 3"]
-
-
-def runs(d: Path, task: int) -> int:
-    p = d / f"runs.{task}"
-    return len(p.read_text().splitlines()) if p.exists() else 0
+COUNTING = counting_task("task JOB says hello")
 
 
 # --- the calling convention ---------------------------------------------------------------------

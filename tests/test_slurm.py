@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.launchers import counting_task, run_launcher, runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "local" / "slurm.sh"
 RUN_LOCAL = ROOT / "local" / "run_local.sh"
@@ -57,16 +59,10 @@ def slurm_env(tmp_path_factory):
 
 
 def launch(env: dict, cwd: Path, *args: str, launcher: Path = SLURM) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(launcher), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return run_launcher(launcher, env, cwd, *args, timeout=300)
 
 
-COUNTING = ["bash", "-c", "echo run >> runs.JOB; echo task JOB on $(hostname); [ ! -e fail.JOB ] || exit 3"]
-
-
-def runs(d: Path, task: int) -> int:
-    p = d / f"runs.{task}"
-    return len(p.read_text().splitlines()) if p.exists() else 0
+COUNTING = counting_task("task JOB on $(hostname)")
 
 
 def job_id(log: Path) -> str:
