@@ -148,13 +148,16 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   run_in_parallel $nj train_one < <(runs)
 fi
 
+score_one() {  # score_one SYSTEM PROTOCOL FOLD SEED
+  local dir=$exp/$1/$2/$3/seed$4
+  $decode_cmd $dir/log/infer_test.log emotk infer --model $dir $data/folds/$2/$3/test --out $dir/predictions/test
+  $decode_cmd $dir/log/score_test.log emotk score --ref $data/folds/$2/$3/test --hyp $dir/predictions/test \
+    --out $dir/scores/test.json
+}
+
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  log "Stage 7: inference and scoring on each fold's test speakers"
-  runs | while read -r m p f s; do
-    dir=$exp/$m/$p/$f/seed$s
-    emotk infer --model $dir $data/folds/$p/$f/test --out $dir/predictions/test
-    emotk score --ref $data/folds/$p/$f/test --hyp $dir/predictions/test --out $dir/scores/test.json
-  done
+  log "Stage 7: inference and scoring on each fold's test speakers ($nj at a time)"
+  run_in_parallel $nj score_one < <(runs)
 fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ] && [ -n "$fusion_tag" ]; then
