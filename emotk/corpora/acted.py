@@ -1,6 +1,6 @@
 """Shared by the acted-emotion corpora (EmoDB, IEMOCAP, eNTERFACE'05): the count lines of their prep
-summaries, and of their synthetic look-alikes how each emotion is acted, the option checks, the reuse
-of a finished corpus and the parallel writing of its files."""
+summaries, and of their synthetic look-alikes how each emotion is acted and spoken, the option checks,
+the reuse of a finished corpus and the parallel writing of its files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+import numpy as np
 
 from emotk.errors import EmotkError
 
@@ -47,6 +49,43 @@ ACTING = {
     "sadness": Act(f0=0.9, f0_range=0.6, tempo=0.8, gain_db=-5.0, breath=0.35, tension=-0.4, pause=8),
     "neutral": Act(),
 }
+
+
+def speak(text: str, voice: str, variant: str, rate: int, pitch: int, pitch_range: int, tempo: float, pause: float,
+          rng: np.random.Generator, max_duration: float | None) -> tuple[np.ndarray, int]:
+    """espeak-ng speech of one acted utterance and its rate: ``rate`` (wpm) times ``tempo``, the speaker's
+    pitch and range jittered by ``rng``, ``pause`` (10 ms units) plus up to 20 ms between words; cut after
+    ``max_duration`` seconds."""
+    from emotk.corpora.tts import synthesize
+
+    wav, sr = synthesize(text, voice=voice, variant=variant, rate_wpm=int(round(rate * tempo)),
+                         pitch=int(np.clip(pitch + rng.normal(0, 4), 0, 100)),
+                         pitch_range=int(np.clip(pitch_range + rng.normal(0, 8), 0, 100)),
+                         wordgap=int(round(pause + rng.uniform(0, 2))))
+    if max_duration is not None:
+        wav = wav[: int(max_duration * sr)]
+    return wav, sr
+
+
+def act_out(wav: np.ndarray, sr: int, act: Act, s: float, rng: np.random.Generator) -> np.ndarray:
+    """``act`` at strength ``s`` on neutral speech, each prosody change varied at random."""
+    from emotk.corpora.tts import modify_prosody
+
+    return modify_prosody(
+        wav, sr, f0_shift=act.f0 ** s * rng.lognormal(0.0, 0.06), f0_range=act.f0_range ** s * rng.lognormal(0.0, 0.2),
+        jitter=s * act.jitter + abs(rng.normal(0.0, 0.006)), breathiness=s * act.breath + rng.uniform(0.0, 0.08),
+        tension=float(np.clip(s * act.tension + rng.normal(0.0, 0.12), -0.9, 0.9)), seed=int(rng.integers(2**31)))
+
+
+def at_level(wav: np.ndarray, gain_db: float) -> np.ndarray:
+    """Peak 0.3 (about -10 dBFS) shifted by ``gain_db``."""
+    return wav / (np.max(np.abs(wav)) + 1e-9) * 0.3 * 10 ** (gain_db / 20)
+
+
+def with_noise_floor(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Float32 with a recording noise floor at -75 to -60 dBFS, clipped below full scale."""
+    wav = wav + rng.normal(0.0, 10 ** (rng.uniform(-75, -60) / 20), wav.size)
+    return np.clip(wav, -0.999, 0.999).astype(np.float32)
 
 
 def check_synthetic_options(corpus: str, seed: int, duration: float | None) -> None:

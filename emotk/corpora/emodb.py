@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotk.corpora.acted import ACTING, check_synthetic_options, counts, is_complete, run_jobs
+from emotk.corpora.acted import (ACTING, act_out, at_level, check_synthetic_options, counts, is_complete, run_jobs,
+                                 speak, with_noise_floor)
 from emotk.data.datadir import DataDir, write_data_dir
 from emotk.errors import EmotkError
 
@@ -218,7 +219,7 @@ def _speaker_style(seed: int, spk: str) -> dict:
 
 def synthesize_utterance(name: str, seed: int = 0, max_duration: float | None = None) -> np.ndarray:
     """The audio (float32, 16 kHz) of one synthetic EmoDB utterance, e.g. ``03a01Wa``."""
-    from emotk.corpora.tts import modify_prosody, resample, synthesize
+    from emotk.corpora.tts import resample
 
     spk, text, emo = name[:2], name[2:5], name[5]
     variant, pitch, rate, prange = _VOICES[spk]
@@ -227,25 +228,9 @@ def synthesize_utterance(name: str, seed: int = 0, max_duration: float | None = 
     rng = np.random.default_rng(_utt_seed(seed, name))
     s = float(np.clip(style["strength"] * rng.lognormal(0.0, style["spread"]), 0.15, 1.6))
     tempo = act.tempo ** s * rng.lognormal(0.0, 0.07)
-    wav, sr = synthesize(TEXTS[text], voice="de", variant=variant, rate_wpm=int(round(rate * tempo)),
-                         pitch=int(np.clip(pitch + rng.normal(0, 4), 0, 100)),
-                         pitch_range=int(np.clip(prange + rng.normal(0, 8), 0, 100)),
-                         wordgap=int(round(s * act.pause + rng.uniform(0, 2))))
-    if max_duration is not None:
-        wav = wav[: int(max_duration * sr)]
-    wav = modify_prosody(
-        wav, sr,
-        f0_shift=act.f0 ** s * rng.lognormal(0.0, 0.06),
-        f0_range=act.f0_range ** s * rng.lognormal(0.0, 0.2),
-        jitter=s * act.jitter + abs(rng.normal(0.0, 0.006)),
-        breathiness=s * act.breath + rng.uniform(0.0, 0.08),
-        tension=float(np.clip(s * act.tension + rng.normal(0.0, 0.12), -0.9, 0.9)),
-        seed=int(rng.integers(2**31)))
-    wav = resample(wav, sr, _SR)
-    gain_db = s * act.gain_db + rng.normal(0.0, 2.0)
-    wav = wav / (np.max(np.abs(wav)) + 1e-9) * 0.3 * 10 ** (gain_db / 20)
-    wav = wav + rng.normal(0.0, 10 ** (rng.uniform(-75, -60) / 20), wav.size)  # recording noise floor
-    return np.clip(wav, -0.999, 0.999).astype(np.float32)
+    wav, sr = speak(TEXTS[text], "de", variant, rate, pitch, prange, tempo, s * act.pause, rng, max_duration)
+    wav = resample(act_out(wav, sr, act, s, rng), sr, _SR)
+    return with_noise_floor(at_level(wav, s * act.gain_db + rng.normal(0.0, 2.0)), rng)
 
 
 def _write_utterance(args) -> None:

@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotk.corpora.acted import ACTING, Act, check_synthetic_options, counts, is_complete, run_jobs
+from emotk.corpora.acted import (ACTING, Act, act_out, at_level, check_synthetic_options, counts, is_complete,
+                                 run_jobs, speak)
 from emotk.data.datadir import DataDir, validate_data_dir, write_table, spk2utt_from
 from emotk.errors import EmotkError
 
@@ -538,27 +539,17 @@ def _voice(seed: int, subject: int) -> dict:
 def synthesize_sentence(subject: int, emotion: str, sentence: int, seed: int = 0,
                         max_duration: float | None = None) -> np.ndarray:
     """Mono float32 audio at 48 kHz of one subject acting one sentence; depends only on the arguments."""
-    from emotk.corpora.tts import modify_prosody, resample, synthesize
+    from emotk.corpora.tts import resample
 
     v = _voice(seed, subject)
     act = _acting()[emotion]
     rng = np.random.default_rng([seed, 1, subject, EMO_NAMES.index(emotion), sentence])
     s = float(np.clip(v["strength"] * rng.lognormal(0.0, v["spread"]), 0.15, 1.6))
     tempo = act.tempo ** s * rng.lognormal(0.0, 0.07)
-    wav, sr = synthesize(SENTENCES[emotion][sentence - 1], voice=v["voice"], variant=v["variant"],
-                         rate_wpm=int(round(v["rate"] * tempo)),
-                         pitch=int(np.clip(v["pitch"] + rng.normal(0, 4), 0, 100)),
-                         pitch_range=int(np.clip(v["range"] + rng.normal(0, 8), 0, 100)),
-                         wordgap=int(round(s * act.pause + rng.uniform(0, 2))))
-    if max_duration is not None:
-        wav = wav[: int(max_duration * sr)]
-    wav = modify_prosody(
-        wav, sr, f0_shift=act.f0 ** s * rng.lognormal(0.0, 0.06), f0_range=act.f0_range ** s * rng.lognormal(0.0, 0.2),
-        jitter=s * act.jitter + abs(rng.normal(0.0, 0.006)), breathiness=s * act.breath + rng.uniform(0.0, 0.08),
-        tension=float(np.clip(s * act.tension + rng.normal(0.0, 0.12), -0.9, 0.9)), seed=int(rng.integers(2**31)))
-    wav = resample(wav, sr, AVI_RATE)
-    gain_db = s * act.gain_db + rng.normal(0.0, 2.0)
-    return (wav / (np.max(np.abs(wav)) + 1e-9) * 0.3 * 10 ** (gain_db / 20)).astype(np.float32)
+    wav, sr = speak(SENTENCES[emotion][sentence - 1], v["voice"], v["variant"], v["rate"], v["pitch"], v["range"],
+                    tempo, s * act.pause, rng, max_duration)
+    wav = resample(act_out(wav, sr, act, s, rng), sr, AVI_RATE)
+    return at_level(wav, s * act.gain_db + rng.normal(0.0, 2.0)).astype(np.float32)
 
 
 def synthetic_audio(subject: int, emotion: str, sentences: list[int], seed: int = 0,

@@ -26,7 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
-from emotk.corpora.acted import ACTING, Act, check_synthetic_options, counts, is_complete, run_jobs
+from emotk.corpora.acted import (ACTING, Act, at_level, check_synthetic_options, counts, is_complete, run_jobs, speak,
+                                 with_noise_floor)
 from emotk.data.datadir import DataDir, write_data_dir
 from emotk.errors import EmotkError, where
 
@@ -679,7 +680,7 @@ def synthesize_utterance(turn: str, text: str, acted: str, vad: tuple[float, flo
     """The audio (float32, 16 kHz) of one synthetic IEMOCAP utterance: English espeak-ng speech acted
     by the emotion's prosody rules, then shifted by how far its valence and arousal lie from the
     emotion's prototype (higher arousal: higher, faster, louder; lower valence: flatter, tenser)."""
-    from emotk.corpora.tts import modify_prosody, resample, synthesize
+    from emotk.corpora.tts import modify_prosody, resample
 
     spk, _ = speaker_of(turn)
     variant, pitch, rate, prange = _VOICES[spk]
@@ -688,12 +689,7 @@ def synthesize_utterance(turn: str, text: str, acted: str, vad: tuple[float, flo
     dv, da = vad[0] - _VAD[acted][0], vad[1] - _VAD[acted][1]
     s = float(np.clip(rng.lognormal(np.log(0.8), 0.25), 0.2, 1.5))
     tempo = act.tempo ** s * 1.06 ** da * rng.lognormal(0.0, 0.06)
-    wav, sr = synthesize(text, voice="en-US", variant=variant, rate_wpm=int(round(rate * tempo)),
-                         pitch=int(np.clip(pitch + rng.normal(0, 4), 0, 100)),
-                         pitch_range=int(np.clip(prange + rng.normal(0, 8), 0, 100)),
-                         wordgap=int(round(s * act.pause + rng.uniform(0, 2))))
-    if max_duration is not None:
-        wav = wav[: int(max_duration * sr)]
+    wav, sr = speak(text, "en-US", variant, rate, pitch, prange, tempo, s * act.pause, rng, max_duration)
     wav = modify_prosody(
         wav, sr,
         f0_shift=act.f0 ** s * 1.05 ** da * rng.lognormal(0.0, 0.05),
@@ -703,10 +699,7 @@ def synthesize_utterance(turn: str, text: str, acted: str, vad: tuple[float, flo
         tension=float(np.clip(s * act.tension - 0.08 * dv + rng.normal(0.0, 0.1), -0.9, 0.9)),
         seed=int(rng.integers(2**31)))
     wav = resample(wav, sr, _SR)
-    gain_db = s * act.gain_db + 2.5 * da + rng.normal(0.0, 1.5)
-    wav = wav / (np.max(np.abs(wav)) + 1e-9) * 0.3 * 10 ** (gain_db / 20)
-    wav = wav + rng.normal(0.0, 10 ** (rng.uniform(-75, -60) / 20), wav.size)
-    return np.clip(wav, -0.999, 0.999).astype(np.float32)
+    return with_noise_floor(at_level(wav, s * act.gain_db + 2.5 * da + rng.normal(0.0, 1.5)), rng)
 
 
 def _write_utterance(args) -> tuple[str, float]:
