@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_common import EMOTK, machine_line, publish, run_process  # noqa: E402
+from bench_common import EMOTK, publish, run_process, section_head  # noqa: E402
 
 HEADING = "## Noise augmentation"
 SR = 16000
@@ -140,9 +140,8 @@ def main() -> None:
 
     ref = per_utt[0][1]
     lines = [
-        HEADING, "",
-        machine_line(load0, os.getloadavg()[0], f"torch {torch.__version__}"), "",
-        f"Command: `python benchmarks/bench_augment.py --utts {args.utts} --nj {args.nj} --repeats {args.repeats}`", "",
+        *section_head(HEADING, load0, os.getloadavg()[0], f"torch {torch.__version__}",
+                      f"python benchmarks/bench_augment.py --utts {args.utts} --nj {args.nj} --repeats {args.repeats}"),
         f"{args.utts} speech-like utterances of {SECONDS:g} s at 16 kHz, synthetic MUSAN of 40 noises (1.2 to 12 s). "
         f"Offline: whole `emotk` processes (start-up included), wall clock and CPU time (user + system, "
         f"workers included; steadier than wall clock on a shared machine); paper 002's set-up "

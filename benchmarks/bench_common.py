@@ -41,11 +41,14 @@ def replace_section(path: Path, heading: str, text: str) -> None:
     path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
 
 
-def machine_line(load_start: float, load_end: float, libraries: str) -> str:
-    """Date, CPUs, Python and ``libraries`` (e.g. ``"torch 2.3"``), and the load averages around the runs."""
-    return (f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python "
+def section_head(heading: str, load_start: float, load_end: float, libraries: str, command: str) -> list[str]:
+    """A section's first lines: the heading; date, CPUs, Python and ``libraries`` (e.g. ``"torch 2.3"``)
+    and the load averages around the runs; the command that reproduces it."""
+    return [heading, "",
+            f"{datetime.date.today().isoformat()}; {os.cpu_count()} CPUs ({cpu_name()}); Python "
             f"{platform.python_version()}, {libraries}; load average {load_start:.1f} at start, {load_end:.1f} at end "
-            "(other jobs shared the machine: compare rows of one run, not runs).")
+            "(other jobs shared the machine: compare rows of one run, not runs).", "",
+            f"Reproduce: `{command}`", ""]
 
 
 def run_process(cmd: list) -> tuple[float, float]:

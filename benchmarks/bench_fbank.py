@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_common import machine_line, publish  # noqa: E402
+from bench_common import publish, section_head  # noqa: E402
 SECONDS = 3.0
 SR = 16000
 HEADING = "## Feature extraction (fbank)"
@@ -226,9 +226,7 @@ def main() -> None:
     ]
     cmd = "python benchmarks/bench_fbank.py" + (f" --utts {args.utts}" if args.utts != 200 else "")
     lines = [
-        HEADING, "",
-        machine_line(load_start[0], load_end[0], f"torch {torch.__version__}; single thread"),
-        "", f"Reproduce: `{cmd}`", "",
+        *section_head(HEADING, load_start[0], load_end[0], f"torch {torch.__version__}; single thread", cmd),
         f"{args.utts} utterances x {SECONDS:g} s at 16 kHz ({audio / 60:.0f} min of audio), fbank40 config; "
         f"fastest of {args.repeats} interleaved runs; real-time factor = audio seconds / CPU seconds.", "",
         "| method | CPU s | x real time | vs lhotse (lilcom) |", "|---|---:|---:|---:|",

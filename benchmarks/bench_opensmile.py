@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_common import EMOTK, machine_line, publish, run_process  # noqa: E402
+from bench_common import EMOTK, publish, run_process, section_head  # noqa: E402
 
 HEADING = "## openSMILE extraction"
 # The package's own loop over the files: what a user of the opensmile package would write.
@@ -100,9 +100,7 @@ def main() -> None:
 
     cmd = "python benchmarks/bench_opensmile.py" + (f" --size {args.size}" if args.size != 80 else "")
     lines = [
-        HEADING, "",
-        machine_line(load_start[0], load_end[0], f"opensmile {opensmile.__version__}"),
-        "", f"Reproduce: `{cmd}`", "",
+        *section_head(HEADING, load_start[0], load_end[0], f"opensmile {opensmile.__version__}", cmd),
         f"Synthetic EmoDB (`emotk make-synthetic-corpus emodb DIR --size {args.size} --seed 1`): {args.size} utterances, "
         f"{audio / 60:.1f} min of 16 kHz speech. Functionals; each run is a whole process (Python start-up and imports "
         f"included), fastest of {args.repeats}. x real time per core = audio seconds / CPU seconds. "
