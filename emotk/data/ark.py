@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -29,36 +29,39 @@ def write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, n
     The scp holds the final (absolute) ark path with byte offsets, so it stays valid after the rename.
     Returns ``{key: num_rows}``.
     """
+    return _write_ark_scp(ark, scp, items, dtype, vectors=False)
+
+
+def _write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]], dtype,
+                   vectors: bool) -> dict[str, int]:
+    """The ark/scp writer of matrices or vectors; returns ``{key: rows or dim}``."""
     kio = _kaldi_io()
-
-    def write(f: BinaryIO, key: str, mat: np.ndarray, first: int | None) -> int:
-        mat = np.ascontiguousarray(mat, dtype=dtype)
-        if mat.ndim != 2:
-            raise EmotkError(f"{key}: expected a 2-D matrix, got shape {mat.shape}")
-        if not np.all(np.isfinite(mat)):
-            raise EmotkError(f"{key}: matrix has NaN or infinite values")
-        kio.write_mat(f, mat)
-        return mat.shape[0]
-
-    return _write_ark_scp(ark, scp, items, write)
-
-
-def _write_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple[str, np.ndarray]],
-                   write: Callable[[BinaryIO, str, np.ndarray, int | None], int]) -> dict[str, int]:
-    """The ark and scp writer of matrices and vectors: after each key, ``write(f, key, value, first)``
-    checks and writes the value and returns its size (``first``: the first key's size, None for it)."""
+    write = kio.write_vec_flt if vectors else kio.write_mat
     ark = Path(ark).resolve()
     sizes: dict[str, int] = {}
     lines = []
     with atomic_path(ark) as tmp, open(tmp, "wb") as f:
-        for key, value in items:
+        for key, x in items:
+            x = np.ascontiguousarray(x, dtype=dtype)
+            if vectors:
+                _check_vector(x, key, ark, next(iter(sizes.values()), None))
+            else:
+                _check_matrix(x, key)
             f.write(f"{key} ".encode())
             offset = f.tell()
-            sizes[key] = write(f, key, value, next(iter(sizes.values()), None))
+            write(f, x)
             lines.append(f"{key} {ark}:{offset}\n")
+            sizes[key] = x.shape[0]
     with atomic_write(scp) as f:
         f.writelines(sorted(lines))
     return sizes
+
+
+def _check_matrix(mat: np.ndarray, key: str) -> None:
+    if mat.ndim != 2:
+        raise EmotkError(f"{key}: expected a 2-D matrix, got shape {mat.shape}")
+    if not np.all(np.isfinite(mat)):
+        raise EmotkError(f"{key}: matrix has NaN or infinite values")
 
 
 def read_matrix(rxspec: str) -> np.ndarray:
@@ -92,16 +95,7 @@ def write_vector_ark_scp(ark: str | Path, scp: str | Path, items: Iterable[tuple
 
     Every vector must be 1-D, finite and as long as the first. Returns ``{key: dim}``.
     """
-    kio = _kaldi_io()
-    source = Path(ark).resolve()
-
-    def write(f: BinaryIO, key: str, vec: np.ndarray, first: int | None) -> int:
-        vec = np.ascontiguousarray(vec, dtype=dtype)
-        _check_vector(vec, key, source, first)
-        kio.write_vec_flt(f, vec)
-        return vec.shape[0]
-
-    return _write_ark_scp(ark, scp, items, write)
+    return _write_ark_scp(ark, scp, items, dtype, vectors=True)
 
 
 def _check_vector(vec: np.ndarray, key: str, source, dim: int | None) -> None:
