@@ -128,9 +128,14 @@ def ensemble_predictions(inputs: Sequence[str | Path], out: str | Path) -> dict:
     return _ensemble_classes(inputs, out)
 
 
-def _system(exp: Path) -> str:
-    """The system name of a run dir ``<system>/<protocol>/<fold>/seed<N>`` (else the dir's name)."""
-    return exp.parents[2].name if exp.name.startswith("seed") and len(exp.parents) > 2 else exp.name
+def _merged_normalization(records: list[dict]) -> dict[str, str]:
+    """Each input's normalization scope over the members: the scope they share, or the scopes joined by ' + '."""
+    scopes: dict[str, list[str]] = {}
+    for r in records:
+        for name, scope in (r.get("normalization") or {}).items():
+            if scope not in scopes.setdefault(name, []):
+                scopes[name].append(scope)
+    return {name: " + ".join(v) for name, v in scopes.items()}
 
 
 def _merge_provenance(inputs: Sequence[Path], out: Path) -> None:
@@ -156,6 +161,5 @@ def _merge_provenance(inputs: Sequence[Path], out: Path) -> None:
     first = records[0]
     record = {**first, "ensemble_of": [str(e) for e in exps],
               "selection": {"set": "valid", "speakers": sorted(set(valid.values())), "utterances": len(valid)},
-              "normalization": {f"{_system(e)}.{k}": v for e, r in zip(exps, records)
-                                for k, v in (r.get("normalization") or {}).items()}}
+              "normalization": _merged_normalization(records)}
     write_record(out.parent.parent, record, train, valid)
