@@ -23,7 +23,7 @@ def test_registered():
     names = list_models()
     for name in ("dilated_cnn", "downup_cnn", "single_filter", "blstm_regressor"):
         assert name in names
-        assert build_model(name, 160, 2).output_kind == "frame_regression"
+        assert build_model(name, 160, 2).output_kind == "frame"
 
 
 @pytest.mark.parametrize("T", [1, 2, 3, 80, 81, 82, 161, 243, 500])
