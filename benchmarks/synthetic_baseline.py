@@ -60,7 +60,7 @@ def loso(x: np.ndarray, y: np.ndarray, spk: np.ndarray) -> tuple[float, float, f
         pred = clf.predict(x[test])
         ua.append(balanced_accuracy_score(y[test], pred))
         wa.append(accuracy_score(y[test], pred))
-    return float(np.mean(ua)), float(np.std(ua)), float(np.mean(wa)), float(np.std(wa))
+    return float(np.mean(ua)), float(np.std(ua, ddof=1)), float(np.mean(wa)), float(np.std(wa, ddof=1))
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
                         f"{100 * wa:.1f} ± {100 * wa_sd:.1f} | {time.time() - t:.0f} s |")
     print(f"\n{len(utts)} utterances, {len(set(spk))} speakers, {len(set(y))} emotions; "
           f"speaker z-norm + logistic regression, leave-one-speaker-out; chance UA = {100 / len(set(y)):.1f}%\n")
-    print("| features | dim | UA % (mean ± sd over speakers) | WA % | time |")
+    print("| features | dim | UA % (mean ± sample sd over speakers) | WA % | time |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
 
