@@ -65,6 +65,13 @@ class Run:
         return f"{self.tag} (ensemble)" if self.ensemble else self.tag
 
 
+# Said in every RESULTS.md: what "reproducible" means for these tables.
+REPRODUCIBILITY = ("Reproducibility: the same command on the same machine, with the same thread counts, gives "
+                   "byte-identical predictions and this file. Bit-identity does not hold across CPUs or on a GPU: "
+                   "their floating-point differences move single runs, which is why rows are means over folds and "
+                   "seeds with their spread.")
+
+
 def find_scores(exp_dirs: Sequence[Path], set_name: str = "test") -> list[Path]:
     found: set[Path] = set()
     for d in exp_dirs:
@@ -292,6 +299,7 @@ def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: s
         "majority = always predicting the training set's most frequent class.",
         "- Regression heads: CCC, RMSE and PCC over a run's test utterances; frame-level heads: over the "
         "concatenation of all test recordings of a run (AVEC convention); then mean ± std over runs.",
+        f"- {REPRODUCIBILITY}",
         "",
     ]
     for protocol in sorted(by_protocol):
