@@ -186,10 +186,27 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "conf" / "model"  # package data (also ./conf in a checkout)
+
+
+def resolve_model_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else a config shipped with emotk by name (``ldnn``, ``svm_linear``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (MODEL_CONFIG_DIR / p.name, MODEL_CONFIG_DIR / f"{p.name}.yaml"):
+        if cand.is_file() and p.parent == Path("."):
+            return cand
+    known = ", ".join(sorted(f.stem for f in MODEL_CONFIG_DIR.glob("*.yaml")))
+    raise EmotkError(f"{name_or_path}: config file not found (a path, or one of: {known})")
+
+
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> dict:
-    """``DEFAULTS`` deep-merged with the YAML file ``path``, then with the ``key.sub=value`` overrides;
-    inputs and heads completed with their kind's defaults and checked."""
+    """``DEFAULTS`` deep-merged with the YAML file ``path`` (or a config shipped with emotk, by name),
+    then with the ``key.sub=value`` overrides; inputs and heads completed with their kind's defaults and checked."""
     cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = resolve_model_config(path)
     source = str(path) if path is not None else "config"
     if path is not None:
         cfg = _merge(cfg, read_config_file(path), source)

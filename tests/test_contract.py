@@ -307,3 +307,23 @@ def test_output_below_a_file_is_a_one_line_error(tiny_emodb_corpus, feats, tmp_p
                 "--valid", feats["valid"], "--exp", blocker / "exp", "--set", "train.epochs=1")
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("emotk: error: ")
     assert f"{blocker} is a file, not a folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_named_configs_ship_with_the_package(tmp_path):
+    """conf/ is package data: configs load by name, and a built wheel (a non-editable install) carries them."""
+    import zipfile
+
+    from emotk.features.pipeline import resolve_feature_config
+
+    assert load_config("ldnn")["model"]["name"] == "ldnn"
+    assert resolve_feature_config("fbank40").name == "fbank40.yaml"
+    with pytest.raises(EmotkError, match="config file not found .*one of: .*svm_linear"):
+        load_config("no_such_model")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("emotk-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in (ROOT / "emotk" / "conf").rglob("*"):
+        if f.is_file() and f.suffix in (".yaml", ".conf"):
+            assert f"emotk/{f.relative_to(ROOT / 'emotk').as_posix()}" in names, f

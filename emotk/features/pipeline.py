@@ -34,11 +34,11 @@ from emotk.fileio import write_text
 _BATCH_SAMPLES = 60 * 16000
 # A segment may end this far past the end of its recording (Kaldi extract-segments' max-overshoot).
 _MAX_OVERSHOOT = 0.5
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf" / "features"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf" / "features"  # package data (also ./conf in a checkout)
 
 
 def resolve_feature_config(name_or_path: str | Path) -> Path:
-    """A config file: an existing path, else ``conf/features/<name>[.yaml]`` of the emotk source tree."""
+    """A config file: an existing path, else ``conf/features/<name>[.yaml]`` shipped with emotk."""
     p = Path(name_or_path)
     if p.is_file():
         return p

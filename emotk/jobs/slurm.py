@@ -34,7 +34,7 @@ from emotk.fileio import write_text
 from emotk.jobs.spec import JobSpec
 from emotk.jobs.task import TaskResult, read_status
 
-PROJECT_CONFIG = Path(emotk.__file__).resolve().parents[1] / "conf" / "slurm.conf"
+PROJECT_CONFIG = Path(emotk.__file__).resolve().parent / "conf" / "slurm.conf"
 ACTIVE_STATES = "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED,RESIZING,STOPPED,SIGNALING"
 
 
