@@ -14,7 +14,8 @@ from emotk.cli.app import app, log
 
 @app.command("train")
 def train_cmd(
-    config: Path = typer.Option(..., "--config", help="Model/training YAML: a path, or the name of a config shipped in conf/model/ (ldnn, svm_linear, ...)."),
+    config: Path = typer.Option(..., "--config", help="Model/training YAML: a path, or the name of a config "
+                                "shipped in conf/model/ (ldnn, svm_linear, ...)."),
     train: Path = typer.Option(..., "--train", help="Training data dir (feats.scp, labels; cmvn.scp for speaker z-norm)."),
     valid: Path = typer.Option(..., "--valid", help="Validation data dir: early stopping and best-model selection."),
     exp: Path = typer.Option(..., "--exp", help="Experiment dir to write (config.yaml, env.txt, train.log, checkpoints/)."),
