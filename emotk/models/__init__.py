@@ -11,7 +11,8 @@ Two kinds of torch model are registered:
   ``cls(inputs: {name: (kind, dim)}, heads: {name: (kind, dim)}, **params)`` and
   ``forward(inputs: {name: Tensor}, lengths: {name: Tensor}) -> {head: Tensor}`` or
   ``({head: Tensor}, {aux_loss_name: scalar Tensor})`` (auxiliary losses such as a VAE's KL term,
-  which the trainer adds with ``train.aux_weights``).
+  which the trainer adds with ``train.aux_weights``). A native model with ``needs_targets = True``
+  (a CVAE) also gets ``targets={head: Tensor}``, in training mode only.
 
 scikit-learn models (``framework = "sklearn"``) are registered alike and trained by the same
 ``emotk train`` (``emotk.training.sklearn_fit``).
