@@ -64,13 +64,16 @@ def _check_matrix(mat: np.ndarray, key: str) -> None:
         raise EmotkError(f"{key}: matrix has NaN or infinite values")
 
 
+def _read(rxspec: str, what: str, read) -> np.ndarray:
+    try:
+        return np.asarray(read(rxspec))
+    except Exception as e:  # kaldi_io raises bare Exceptions with unhelpful text
+        raise EmotkError(f"cannot read {what} {rxspec}: {e if what == 'matrix' else repr(e)}") from None
+
+
 def read_matrix(rxspec: str) -> np.ndarray:
     """Read one matrix from ``path:offset`` (an scp value)."""
-    kio = _kaldi_io()
-    try:
-        return np.asarray(kio.read_mat(rxspec))
-    except Exception as e:  # kaldi_io raises bare Exceptions with unhelpful text
-        raise EmotkError(f"cannot read matrix {rxspec}: {e}") from None
+    return _read(rxspec, "matrix", _kaldi_io().read_mat)
 
 
 def read_scp(scp_table: dict[str, str], keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
@@ -109,11 +112,7 @@ def _check_vector(vec: np.ndarray, key: str, source, dim: int | None) -> None:
 
 def read_vector(rxspec: str) -> np.ndarray:
     """Read one vector from ``path:offset`` (an scp value)."""
-    kio = _kaldi_io()
-    try:
-        return np.asarray(kio.read_vec_flt(rxspec))
-    except Exception as e:  # kaldi_io raises bare Exceptions with unhelpful text
-        raise EmotkError(f"cannot read vector {rxspec}: {e!r}") from None
+    return _read(rxspec, "vector", _kaldi_io().read_vec_flt)
 
 
 def read_vector_table(scp: str | Path, keys: Iterable[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
