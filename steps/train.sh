@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One training run (emotk train) through the launcher, its output in EXP/train.out. A finished run
+# made from the same data, config and seed is skipped; one made from other inputs is redone (or
+# refused with --opts "--on-mismatch refuse"); --opts "--resume" continues an interrupted run.
+#   steps/train.sh [options] CONFIG TRAIN VALID EXP
+#   steps/train.sh --cmd "$train_cmd" --seed 1 --opts "--set train.epochs=5" cnn_lstm2d_small \
+#     data/folds/loso/loso-03/train data/folds/loso/loso-03/valid exp/cnn_lstm2d_small/loso/loso-03/seed1
+# CONFIG: a name in conf/model/ or a YAML path. VALID chooses the checkpoint (early stopping).
+set -euo pipefail
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/path.sh"
+
+# begin options
+cmd=run_local.sh           # job launcher (a recipe's $train_cmd, or $cuda_cmd)
+seed=""                    # training seed (default: the config's train.seed)
+opts=""                    # further options of emotk train, split on spaces, e.g. "--set train.epochs=5 --resume"
+# end options
+. "$EMOTK_ROOT/local/parse_options.sh"
+
+if [ $# -ne 4 ]; then echo "Usage: train.sh [options] CONFIG TRAIN VALID EXP (--help lists the options)" >&2; exit 1; fi
+config=$1 train=$2 valid=$3 exp=$4
+read -r -a extra <<< "$opts"
+[ -z "$seed" ] || extra=(--seed "$seed" "${extra[@]}")
+
+$cmd "$exp/train.out" emotk train --config "$config" --train "$train" --valid "$valid" --exp "$exp" "${extra[@]}"
