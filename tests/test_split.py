@@ -193,3 +193,65 @@ def test_leave_one_group_out(tmp_path):
     write_table(d.path / "utt2session", session)
     with pytest.raises(EmotkError, match="speaker '00' is in groups 'Ses2' and 'Ses1'"):
         plan_folds(d, "logo", groups="utt2session")
+
+
+def test_tvt_partitions_speakers_in_the_papers_shares(tmp_path):
+    """Paper 002: 42 subjects split 70:10:20 by subject -> 30 / 4 / 8 speakers, every speaker in one part."""
+    d = labelled_dir(tmp_path, n_spk=42, n_per_emo=1)
+    names = split_data_dir(d.path, tmp_path / "folds", "tvt", speaker_fractions="0.7:0.1:0.2", seed=3)
+    assert names == ["tvt-1"]
+    parts = {p: speakers(tmp_path / "folds/tvt-1" / p) for p in ("train", "valid", "test")}
+    assert [len(parts[p]) for p in ("train", "valid", "test")] == [30, 4, 8]
+    assert set().union(*parts.values()) == set(d.speakers)
+    fold = {p: set(validate_data_dir(tmp_path / "folds/tvt-1" / p, check_files=False).utts) for p in parts}
+    assert_disjoint(d, fold)
+    assert sum(len(u) for u in fold.values()) == len(d.utts)  # nothing dropped
+    meta = yaml.safe_load((tmp_path / "folds/tvt-1/fold.yaml").read_text())
+    assert meta["protocol"] == "tvt" and meta["speaker_independent"] is True
+    assert meta["speaker_fractions"] == [0.7, 0.1, 0.2]
+    assert meta["checks"]["speakers"]["result"] == "disjoint"
+    assert {p: sorted(parts[p]) for p in parts} == {p: meta[f"{p}_speakers"] for p in parts}
+
+
+def test_tvt_is_seeded_and_repeats_differ(tmp_path):
+    d = labelled_dir(tmp_path, n_spk=10, n_per_emo=1)
+    a = plan_folds(d, "tvt", seed=1, repeats=3)
+    assert list(a) == ["tvt-1", "tvt-2", "tvt-3"]
+    assert plan_folds(d, "tvt", seed=1, repeats=3)["tvt-2"]["meta"] == a["tvt-2"]["meta"]
+    tests = {frozenset(f["meta"]["test_speakers"]) for f in a.values()}
+    assert len(tests) > 1  # the repeats are different partitions
+    partition = lambda f: [f["meta"][f"{p}_speakers"] for p in ("train", "valid", "test")]  # noqa: E731
+    assert partition(plan_folds(d, "tvt", seed=2)["tvt-1"]) != partition(a["tvt-1"])
+    for f in a.values():
+        assert_disjoint(d, f)
+        assert len(f["meta"]["test_speakers"]) == 2 and len(f["meta"]["valid_speakers"]) == 1
+
+
+def test_tvt_small_corpus_keeps_one_speaker_per_part_and_refuses_bad_shares(tmp_path):
+    d = labelled_dir(tmp_path, n_spk=4, n_per_emo=1)
+    meta = plan_folds(d, "tvt")["tvt-1"]["meta"]  # 0.4 valid and 0.8 test speakers round up to one each
+    assert (len(meta["train_speakers"]), len(meta["valid_speakers"]), len(meta["test_speakers"])) == (2, 1, 1)
+    assert plan_folds(d, "tvt", speaker_fractions="0.75:0:0.25")["tvt-1"]["meta"]["valid_speakers"] == []
+    for bad, message in (("0.7:0.3", "three shares"), ("0.7:0.2:0.2", "sum to 1.1"), ("a:b:c", "three shares"),
+                         ("1.2:-0.1:-0.1", "three shares")):
+        with pytest.raises(EmotkError, match=message):
+            plan_folds(d, "tvt", speaker_fractions=bad)
+    with pytest.raises(EmotkError, match="leave no training speaker among 4 speakers"):
+        plan_folds(d, "tvt", speaker_fractions="0.1:0.4:0.5")
+
+
+def test_split_data_dir_command_tvt(tmp_path):
+    import subprocess
+    import sys
+
+    d = labelled_dir(tmp_path, n_spk=10, n_per_emo=1)
+    cmd = [sys.executable, "-c", "from emotk.cli import main; main()", "split-data-dir", str(d.path),
+           str(tmp_path / "folds"), "--protocol", "tvt", "--speaker-fractions", "0.6:0.2:0.2", "--seed", "5"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    meta = yaml.safe_load((tmp_path / "folds/tvt-1/fold.yaml").read_text())
+    assert meta["speaker_fractions"] == [0.6, 0.2, 0.2] and meta["seed"] == 5001
+    assert meta == {**plan_folds(d, "tvt", speaker_fractions="0.6:0.2:0.2", seed=5)["tvt-1"]["meta"],
+                    "counts": meta["counts"]}
+    r = subprocess.run(cmd[:-4] + ["--speaker-fractions", "0.6:0.6:0.2"], capture_output=True, text=True)
+    assert r.returncode != 0 and "sum to 1.4" in r.stderr and "Traceback" not in r.stderr

@@ -92,7 +92,7 @@ def combine_data_dir_cmd(
 def split_data_dir_cmd(
     data_dir: Path = typer.Argument(..., help="Data dir to split."),
     out_dir: Path = typer.Argument(..., help="Folds dir to write (replaced): <out>/<fold>/{train,valid,test}."),
-    protocol: str = typer.Option("loso", "--protocol", help="loso | kfold | lists | logo (leave one group out) | random (speaker-dependent)."),
+    protocol: str = typer.Option("loso", "--protocol", help="loso | kfold | lists | logo (leave one group out) | tvt (speakers split by --speaker-fractions) | random (speaker-dependent)."),
     k: int = typer.Option(5, "--k", help="kfold: number of speaker-disjoint folds."),
     valid_speakers_n: int = typer.Option(1, "--num-valid-speakers", help="loso/kfold/logo: speakers held out of train as the valid set (model selection); 2 or more make early stopping less noisy."),
     groups: Optional[str] = typer.Option(None, "--groups", help="logo: the grouping table in the data dir, utt2<group> or spk2<group> (e.g. utt2session)."),
@@ -103,12 +103,15 @@ def split_data_dir_cmd(
     test_speakers: Optional[str] = typer.Option(None, "--test-speakers", help="lists: a,b,c or @file."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="random: share of utterances for test."),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="random: share of utterances for valid."),
-    repeats: int = typer.Option(1, "--repeats", help="random: number of random splits."),
+    speaker_fractions: str = typer.Option("0.7:0.1:0.2", "--speaker-fractions", help="tvt: TRAIN:VALID:TEST shares of the speakers (paper 002: 0.7:0.1:0.2; at least one test and one training speaker)."),
+    repeats: int = typer.Option(1, "--repeats", help="random, tvt: number of random splits."),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Write evaluation folds, each checked by code (utterances, speakers, sentences disjoint) with the checks recorded in <fold>/fold.yaml. Speaker-independent protocols refuse speaker overlap.
 
     Example: emotk split-data-dir data/emodb/all data/emodb/folds/loso-ti --protocol loso --text-independent --num-valid-speakers 2
+
+    Example: emotk split-data-dir data/enterface/all data/enterface/folds/tvt --protocol tvt --speaker-fractions 0.7:0.1:0.2 --seed 0
     """
     from emotk.data.split import split_data_dir
 
@@ -117,7 +120,7 @@ def split_data_dir_cmd(
         valid_fraction=valid_fraction, repeats=repeats, seed=seed,
         train_speakers=_id_list(train_speakers) or (), valid_speakers=_id_list(valid_speakers) or (),
         test_speakers=_id_list(test_speakers) or (), groups=groups,
-        text_folds=text_folds if text_independent else None)
+        text_folds=text_folds if text_independent else None, speaker_fractions=speaker_fractions)
     log(f"{out_dir}: {len(names)} folds ({protocol}{', text-independent' if text_independent else ''}): {' '.join(names)}")
 
 

@@ -2,9 +2,10 @@
 
 Protocols: ``loso`` (leave one speaker out), ``kfold`` (speaker groups), ``lists`` (explicit
 speakers), ``logo`` (leave one group out over a named grouping: a ``utt2<group>`` or
-``spk2<group>`` table, e.g. IEMOCAP sessions) and ``random`` (speaker-dependent, named
-``sd-random-*``).  The speaker protocols hold out ``n_valid_speakers`` speakers of the training
-side as the valid set (model selection).
+``spk2<group>`` table, e.g. IEMOCAP sessions), ``tvt`` (a random partition of the SPEAKERS into
+train/valid/test by ``speaker_fractions``, paper 002's 70:10:20; folds ``tvt-1`` ...) and
+``random`` (speaker-dependent, named ``sd-random-*``).  ``loso``, ``kfold`` and ``logo`` hold out
+``n_valid_speakers`` speakers of the training side as the valid set (model selection).
 
 Text independence (``text_folds``, for corpora with fixed sentences, from ``utt2text``): each
 speaker fold is split further by sentence groups; fold ``<fold>-text<g>`` tests the test
@@ -33,7 +34,7 @@ from emotk.data.datadir import DataDir, _copy_filtered, read_table, validate_dat
 from emotk.errors import EmotkError
 from emotk.fileio import atomic_dir, write_text
 
-PROTOCOLS = ("loso", "kfold", "lists", "logo", "random")
+PROTOCOLS = ("loso", "kfold", "lists", "logo", "tvt", "random")
 
 
 def check_speaker_disjoint(parts: dict[str, set[str]], utt2spk: dict[str, str]) -> None:
@@ -71,6 +72,35 @@ def _speaker_folds(spks: list[str], k: int, spk_counts: Counter, seed: int) -> l
     for s in order:
         min(groups, key=lambda g: (sum(spk_counts[x] for x in g), len(g))).append(s)
     return [sorted(g) for g in groups]
+
+
+def parse_speaker_fractions(value: str | Sequence[float]) -> tuple[float, float, float]:
+    """``"0.7:0.1:0.2"`` (train:valid:test shares of the speakers) -> three floats, checked."""
+    try:
+        parts = [float(x) for x in (value.split(":") if isinstance(value, str) else value)]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(not 0 <= x <= 1 for x in parts):
+        raise EmotkError(f"speaker fractions {value!r}: expected TRAIN:VALID:TEST, three shares in [0, 1] (e.g. 0.7:0.1:0.2)")
+    if abs(sum(parts) - 1) > 1e-6:
+        raise EmotkError(f"speaker fractions {value!r}: the shares sum to {sum(parts):g}, not 1")
+    return parts[0], parts[1], parts[2]
+
+
+def _speaker_partition(spks: Sequence[str], fractions: tuple[float, float, float],
+                       rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+    """Shuffled speakers cut into train/valid/test: round(share x speakers) valid and test, the rest train."""
+    n = len(spks)
+    n_valid, n_test = round(fractions[1] * n), round(fractions[2] * n)
+    if fractions[1] > 0:
+        n_valid = max(n_valid, 1)
+    n_test = max(n_test, 1)
+    if n - n_valid - n_test < 1:
+        raise EmotkError(f"speaker fractions {':'.join(f'{x:g}' for x in fractions)} leave no training speaker "
+                         f"among {n} speakers ({n_valid} valid, {n_test} test)")
+    order = sorted(spks)
+    rng.shuffle(order)
+    return (sorted(order[n_valid + n_test:]), sorted(order[:n_valid]), sorted(order[n_valid:n_valid + n_test]))
 
 
 def _stratified_split(utts: list[str], labels: dict[str, str] | None, fractions: Sequence[float],
@@ -152,7 +182,8 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
                test_fraction: float = 0.2, valid_fraction: float = 0.1, repeats: int = 1, seed: int = 0,
                train_speakers: Sequence[str] = (), valid_speakers: Sequence[str] = (),
                test_speakers: Sequence[str] = (), groups: str | None = None,
-               text_folds: int | None = None) -> dict[str, dict]:
+               text_folds: int | None = None,
+               speaker_fractions: str | Sequence[float] = (0.7, 0.1, 0.2)) -> dict[str, dict]:
     """Return ``{fold_name: {"train": utts, "valid": utts, "test": utts, "meta": {...}}}``, checked."""
     spks = d.speakers
     spk_counts = Counter(d.utt2spk.values())
@@ -219,6 +250,13 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
             if part != "valid" and not group:
                 raise EmotkError(f"explicit split needs at least one {part} speaker")
         add("lists", named["test"], named["valid"], named["train"])
+    elif protocol == "tvt":
+        fractions = parse_speaker_fractions(speaker_fractions)
+        for r in range(1, repeats + 1):
+            fold_seed = seed * 1000 + r
+            train, valid, test = _speaker_partition(spks, fractions, random.Random(fold_seed))
+            add(f"tvt-{r}", set(test), set(valid), set(train),
+                {"seed": fold_seed, "speaker_fractions": list(fractions)})
     elif protocol == "random":
         labels = d.table("utt2emo") if d.has("utt2emo") else None
         for r in range(1, repeats + 1):
