@@ -255,3 +255,26 @@ def test_split_data_dir_command_tvt(tmp_path):
                     "counts": meta["counts"]}
     r = subprocess.run(cmd[:-4] + ["--speaker-fractions", "0.6:0.6:0.2"], capture_output=True, text=True)
     assert r.returncode != 0 and "sum to 1.4" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resplit_with_the_same_folds_keeps_what_later_stages_derived(tmp_path):
+    d = labelled_dir(tmp_path, n_spk=10, n_per_emo=1)
+    out = tmp_path / "folds"
+    split_data_dir(d.path, out, "tvt", seed=1)
+    derived = out / "tvt-1/train_aug/utt2aug"  # e.g. an augmented copy made by a later recipe stage
+    derived.parent.mkdir()
+    derived.write_text("x -\n")
+    messages = []
+    split_data_dir(d.path, out, "tvt", seed=1, log=messages.append)
+    assert derived.is_file() and "kept as they are" in messages[0]
+    (out / "tvt-1/test/utt2emo").write_text("tampered\n")  # a part that differs from the plan is rewritten
+    split_data_dir(d.path, out, "tvt", seed=1)
+    assert not derived.exists() and (out / "tvt-1/test/utt2emo").read_text() != "tampered\n"
+    derived.parent.mkdir()
+    derived.write_text("x -\n")
+    write_table(d.path / "utt2gender", {u: "f" for u in d.utts})  # the parent gained a table: the parts change
+    split_data_dir(d.path, out, "tvt", seed=1)
+    assert not derived.exists() and (out / "tvt-1/train/utt2gender").is_file()
+    split_data_dir(d.path, out, "tvt", seed=2)  # other folds: replaced as a whole
+    assert yaml.safe_load((out / "tvt-1/fold.yaml").read_text())["seed"] == 2001
+    assert not list(tmp_path.glob(".folds.*"))  # no staging dir left behind

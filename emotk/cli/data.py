@@ -116,7 +116,7 @@ def split_data_dir_cmd(
     from emotk.data.split import split_data_dir
 
     names = split_data_dir(
-        data_dir, out_dir, protocol, k=k, n_valid_speakers=valid_speakers_n, test_fraction=test_fraction,
+        data_dir, out_dir, protocol, log=log, k=k, n_valid_speakers=valid_speakers_n, test_fraction=test_fraction,
         valid_fraction=valid_fraction, repeats=repeats, seed=seed,
         train_speakers=_id_list(train_speakers) or (), valid_speakers=_id_list(valid_speakers) or (),
         test_speakers=_id_list(test_speakers) or (), groups=groups,

@@ -17,16 +17,21 @@ Every fold is checked by code before anything is written: no utterance in two pa
 speaker in two parts unless the protocol is speaker-dependent; no test sentence in train or
 valid for text-independent folds.  A failed check refuses the split; the checks and their
 results are recorded in ``fold.yaml`` (``checks``), beside the protocol, the seed and the
-speakers of every part.  ``<out>/folds.txt`` lists the folds and is written last: a split
-interrupted half-way has no folds.txt and is redone, never reused.
+speakers of every part.  ``<out>/folds.txt`` lists the folds; the folds dir is built under a
+temporary name and renamed when complete, so a split interrupted half-way is redone, never
+reused.  A re-run giving the very same folds keeps the folds dir (and what later stages wrote
+inside it); any difference replaces it as a whole.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import yaml
 
@@ -35,6 +40,7 @@ from emotk.errors import EmotkError
 from emotk.fileio import atomic_dir, write_text
 
 PROTOCOLS = ("loso", "kfold", "lists", "logo", "tvt", "random")
+PARTS = ("train", "valid", "test")
 
 
 def check_speaker_disjoint(parts: dict[str, set[str]], utt2spk: dict[str, str]) -> None:
@@ -277,22 +283,58 @@ def plan_folds(d: DataDir, protocol: str, *, k: int = 5, n_valid_speakers: int =
     return folds
 
 
-def split_data_dir(src: str | Path, out: str | Path, protocol: str, **kwargs) -> list[str]:
+def _write_folds(d: DataDir, folds: dict[str, dict], root: Path) -> None:
+    for name, f in folds.items():
+        for part in PARTS:
+            if f[part]:
+                (root / name / part).mkdir(parents=True)
+                _copy_filtered(d, root / name / part, f[part])
+        meta = dict(f["meta"], counts={p: len(f[p]) for p in PARTS})
+        write_text(root / name / "fold.yaml", yaml.safe_dump(meta, sort_keys=False))
+    write_text(root / "folds.txt", "".join(f"{n}\n" for n in folds))
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _same_folds(new: Path, old: Path) -> bool:
+    """Whether ``old`` holds exactly the folds in ``new``: folds.txt, every fold.yaml and every part's
+    files. Other folders inside a fold (data dirs later stages derived, e.g. an augmented train set)
+    are not compared."""
+    if not (old / "folds.txt").is_file() or (old / "folds.txt").read_bytes() != (new / "folds.txt").read_bytes():
+        return False
+    for name in (new / "folds.txt").read_text(encoding="utf-8").split():
+        if _files(new / name) != {k: v for k, v in _files(old / name).items()
+                                  if k.parts[0] in PARTS or k.name == "fold.yaml" and len(k.parts) == 1}:
+            return False
+    return True
+
+
+def split_data_dir(src: str | Path, out: str | Path, protocol: str, log: Callable[[str], None] | None = None,
+                   **kwargs) -> list[str]:
     """Write the folds of ``protocol`` under ``out``; returns the fold names.
 
-    ``out`` is replaced as a whole, so a changed protocol or seed never leaves stale folds behind.
+    ``out`` is replaced as a whole, so a changed protocol, seed or parent never leaves stale folds
+    behind; a re-run that gives exactly the same folds leaves ``out`` as it is, with the data dirs
+    later stages derived inside its folds (augmented copies and their features).
     """
     d = validate_data_dir(src, check_files=False)
     folds = plan_folds(d, protocol, **kwargs)
-    with atomic_dir(out) as tmp:
-        for name, f in folds.items():
-            for part in ("train", "valid", "test"):
-                if f[part]:
-                    (tmp / name / part).mkdir(parents=True)
-                    _copy_filtered(d, tmp / name / part, f[part])
-            meta = dict(f["meta"], counts={p: len(f[p]) for p in ("train", "valid", "test")})
-            write_text(tmp / name / "fold.yaml", yaml.safe_dump(meta, sort_keys=False))
-        write_text(tmp / "folds.txt", "".join(f"{n}\n" for n in folds))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
+    try:
+        _write_folds(d, folds, staging)
+        if _same_folds(staging, out):
+            if log:
+                log(f"{out}: the same folds are already there; kept as they are")
+            return list(folds)
+        with atomic_dir(out) as tmp:
+            for entry in staging.iterdir():
+                os.replace(entry, tmp / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return list(folds)
 
 
