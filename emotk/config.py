@@ -81,6 +81,11 @@ DEFAULTS: dict = {
         "device": "cpu",  # cpu | cuda | auto (cuda when available)
         "amp": False,  # mixed precision (torch.autocast) on cuda
         "grid": {},  # scikit-learn models: hyper-parameter lists, chosen on the valid set
+        "augment": {  # noise mixed into the training audio on the fly (emotk.augment.online); off while noise is null
+            "noise": None,  # a noise data dir (emotk prepare-musan)
+            "prob": 1.0,  # probability that a training example is mixed, drawn per (epoch, utterance)
+            "snr_range": [-10, 15],  # dB, uniform (paper 002)
+        },
     },
 }
 
@@ -225,8 +230,51 @@ def resolve_config(cfg: dict, source: str = "config") -> dict:
         cfg["heads"] = {"emotion": {}}
     cfg["inputs"] = {name: _resolve_input(name, spec, source) for name, spec in cfg["inputs"].items()}
     cfg["heads"] = {name: _resolve_head(name, spec, source) for name, spec in cfg["heads"].items()}
+    cfg["train"]["augment"] = _resolve_augment(cfg["train"].get("augment"), cfg["inputs"], source)
     check_config(cfg, source)
     return cfg
+
+
+def augment_on(cfg) -> bool:
+    """Whether training mixes noise on the fly (a noise dir and a probability above 0)."""
+    aug = cfg.get("train", {}).get("augment") or {}
+    return aug.get("noise") is not None and aug.get("prob", 0) > 0
+
+
+def _resolve_augment(aug, inputs: dict, source: str) -> dict:
+    """``train.augment`` checked: a noise data dir or null, prob in [0, 1], an SNR range; when on, every
+    input must be one that can be computed again from the mixed audio."""
+    from emotk.augment.mix import check_snr_range
+
+    where_ = f"{source}: train.augment"
+    if aug is None:
+        aug = {}
+    if not isinstance(aug, dict):
+        raise EmotkError(f"{where_} must be a mapping, got {aug!r}")
+    out = _merge(DEFAULTS["train"]["augment"], aug, source, "train.augment.")
+    prob = out["prob"]
+    if not _is_number(prob) or not 0 <= prob <= 1:
+        raise EmotkError(f"{where_}.prob must be a number in [0, 1], got {prob!r}")
+    out["prob"] = float(prob)
+    out["snr_range"] = list(check_snr_range(out["snr_range"], f"{where_}.snr_range"))
+    noise = out["noise"]
+    if noise is None:
+        return out
+    if not isinstance(noise, str) or not noise:
+        raise EmotkError(f"{where_}.noise must be the path of a noise data dir or null, got {noise!r}")
+    from emotk.augment.noise import validate_noise_dir
+
+    try:
+        validate_noise_dir(noise)
+    except EmotkError as e:
+        raise EmotkError(f"{where_}.noise: {e}") from None
+    if out["prob"] > 0:
+        for name, spec in inputs.items():
+            if spec["kind"] == "vector" or (spec["kind"] == "feats" and spec["table"] != "feats.scp"):
+                raise EmotkError(f"{where_}: input {name!r} ({spec['kind']}, {spec['table']}) cannot be computed again "
+                                 "from noisy audio; on-the-fly noise needs wav inputs or feats.scp made by "
+                                 "extract-fbank / extract-mfcc (augment-data-dir covers the other tables)")
+    return out
 
 
 def _entry(section: str, name: str, spec, source: str) -> dict:

@@ -52,6 +52,10 @@ def check_snr_range(snr_range, option: str = "--snr-range") -> tuple[float, floa
     """A ``(low, high)`` pair or a ``"LOW:HIGH"`` string, checked."""
     if isinstance(snr_range, str):
         return parse_snr_range(snr_range, option)
+    if not (isinstance(snr_range, (list, tuple)) and len(snr_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in snr_range)):
+        raise EmotkError(f"{option} {snr_range!r}: expected [LOW, HIGH] in dB or 'LOW:HIGH' "
+                         "(quoted in YAML, which reads -10:15 as a base-60 number), e.g. [-10, 15]")
     low, high = (float(v) for v in snr_range)
     return parse_snr_range(f"{low}:{high}", option)
 
@@ -134,10 +138,19 @@ class NoiseMixer:
             raise EmotkError(f"noise mixing probability must be in [0, 1], got {prob}")
         self.prob, self.snr_range, self.seed = float(prob), check_snr_range(snr_range), int(seed)
 
+    def _rng_if_mixed(self, key: tuple) -> np.random.Generator | None:
+        """The key's generator after its first draw (mix or not), or None when the key is left clean."""
+        rng = key_rng(self.seed, *key)
+        return rng if rng.random() < self.prob else None
+
+    def mixes(self, key: tuple) -> bool:
+        """Whether ``key`` gets noise at all (known before the audio is read: no duration needed)."""
+        return self._rng_if_mixed(tuple(key)) is not None
+
     def draw(self, key: tuple, duration: float) -> Aug | None:
         """The mixing for ``key`` of an utterance of ``duration`` seconds, or None (left clean)."""
-        rng = key_rng(self.seed, *key)
-        if rng.random() >= self.prob:
+        rng = self._rng_if_mixed(key)
+        if rng is None:
             return None
         nid = self.noises.ids[int(rng.integers(len(self.noises)))]
         snr = draw_snr(rng, self.snr_range)

@@ -91,6 +91,17 @@ def validate_noise_dir(path: str | Path, check_files: bool = True) -> NoiseDir:
     return NoiseDir(path, tuple(wav), paths, durs)  # read_table checked that durations are > 0
 
 
+def noise_digest(nd: NoiseDir) -> str:
+    """sha256 (hex) of a noise set's ids, durations and audio bytes: what the mixing reads, wherever it lies."""
+    h = hashlib.sha256()
+    for key in nd.ids:
+        h.update(f"{key} {nd.durs[key]!r}\n".encode())
+        with open(nd.paths[key], "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def _hash_fraction(seed: int, key: str) -> float:
     """A number in [0, 1) fixed by the seed and the key (independent of the other keys)."""
     h = hashlib.sha256(f"{seed}\t{key}".encode()).digest()

@@ -7,17 +7,22 @@ DataLoader's worker processes when ``train.num_workers`` > 0, so the memory a ru
 batches whatever the corpus size. Batches group examples of similar length: utterances are sorted by
 their length jittered by up to +-10 % (from utt2num_frames / utt2dur, known without reading), cut
 into batches, and the batches are shuffled, so batches differ between epochs while padding stays small.
+
+Training batches hold ``Example`` items that carry their epoch: with on-the-fly noise
+(``emotk.augment.online``) the noise of an example is drawn from ``(epoch, utterance id)``, so it
+does not depend on the worker or the order in which examples are built.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
+from emotk.augment.online import OnlineAugment
 from emotk.data.datadir import DataDir
 from emotk.errors import EmotkError
 from emotk.training.heads import HeadData, align_frames
@@ -43,6 +48,14 @@ class Batch:
                      {k: v.pin_memory() for k, v in self.targets.items()})
 
 
+class Example(NamedTuple):
+    """A training example: its index, its epoch (the key of its noise draw) and an optional random crop."""
+
+    index: int
+    epoch: int | None = None
+    crop: tuple[int, int] | None = None  # (first frame, frames) of the clock input
+
+
 class LiveCounter:
     """Counts the utterance arrays alive at once (the bounded-memory guarantee, checked in tests)."""
 
@@ -64,8 +77,9 @@ class SerDataset(torch.utils.data.Dataset):
     """Examples of one data dir: ``(utterance, piece)`` pairs with their inputs and head targets."""
 
     def __init__(self, d: DataDir, sources: dict[str, Source], heads: dict[str, HeadData] | None,
-                 segments: dict, utts: list[str] | None = None):
+                 segments: dict, utts: list[str] | None = None, augment: OnlineAugment | None = None):
         self.d, self.sources, self.heads, self.segments = d, sources, heads or {}, segments
+        self.augment = augment  # noise for examples that carry an epoch (training batches only)
         self.utts = list(utts if utts is not None else d.utts)
         timed = [s for s in sources.values() if s.temporal]
         self.clock = timed[0] if timed else None  # the input whose length defines the pieces
@@ -85,12 +99,13 @@ class SerDataset(torch.utils.data.Dataset):
         return len(self.pieces)
 
     def __getitem__(self, item) -> tuple[int, dict[str, np.ndarray], dict[str, object]]:
-        """``item``: an example index, or ``(index, crop_start, crop_frames)`` for a random training crop."""
-        i, crop = (item[0], item[1:]) if isinstance(item, tuple) else (item, None)
+        """``item``: an example index (evaluation), or an ``Example`` (training)."""
+        i, epoch, crop = item if isinstance(item, Example) else (item, None, None)
         utt, piece = self.utts[self.owner[i]], self.pieces[i]
+        mix = self.augment.mix_for(epoch, utt) if self.augment is not None and epoch is not None else None
         inputs = {}
         for name, src in self.sources.items():
-            x = src.read(utt)
+            x = src.read(utt) if mix is None else src.read_mixed(utt, mix)
             if self.counter is not None:
                 self.counter.track(x)
             if src.temporal:
@@ -157,8 +172,9 @@ class Collate:
         return collate(examples, self.kinds, self.head_kinds)
 
 
-def train_batches(ds: SerDataset, batch_size: int, rng: np.random.Generator, max_frames: int | None = None) -> list[list]:
-    """One epoch's batches of example indices (``(i, start, frames)`` for cropped examples)."""
+def train_batches(ds: SerDataset, batch_size: int, rng: np.random.Generator, max_frames: int | None = None,
+                  epoch: int | None = None) -> list[list[Example]]:
+    """One epoch's batches of examples (each with the epoch, and a crop when longer than ``max_frames``)."""
     lengths = np.asarray(ds.lengths)
     crops = {}
     if max_frames is not None and ds.clock is not None:
@@ -168,7 +184,7 @@ def train_batches(ds: SerDataset, batch_size: int, rng: np.random.Generator, max
     order = np.argsort(lengths * rng.uniform(0.9, 1.1, size=len(lengths)), kind="stable")
     groups = [order[i: i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     rng.shuffle(groups)
-    return [[(i, crops[i], max_frames) if i in crops else i for i in g] for g in groups]
+    return [[Example(i, epoch, (crops[i], max_frames) if i in crops else None) for i in g] for g in groups]
 
 
 def eval_batches(ds: SerDataset, batch_size: int) -> list[list[int]]:

@@ -12,12 +12,20 @@ One source per input of the config (``inputs.<name>``):
 A source holds only its index (scp lines), per-speaker statistics and lengths; values are read from
 disk when an example is built, so memory is bounded by the batches in flight, not by the corpus.
 Every value read is checked: a NaN or infinity names the table and utterance.
+
+``read_mixed(utt, mix)`` is ``read(utt)`` computed from the utterance's audio with noise mixed in
+(``train.augment``, ``emotk.augment.online``): wav samples are mixed before their normalization;
+feats.scp made by extract-fbank / extract-mfcc is computed again from the mixed audio with the
+config its extraction recorded (``conf/feats.yaml``) and the extractor's code, then normalized,
+stacked and spliced as the table's rows are. Normalization statistics (per-speaker CMVN, global)
+stay those of the clean data. Vectors and other tables cannot be computed again.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -74,6 +82,16 @@ class Source:
     def read(self, utt: str) -> np.ndarray:
         return self.normalize(utt, self.read_raw(utt))
 
+    def check_mixable(self) -> None:
+        """Raise EmotkError unless ``read_mixed`` can compute this input from noisy audio."""
+        raise EmotkError(f"{self.table_path}: input {self.name!r} ({self.kind}) cannot be computed again from "
+                         "noisy audio (train.augment needs wav inputs or feats.scp made by extract-fbank / extract-mfcc)")
+
+    def read_mixed(self, utt: str, mix: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        """``read(utt)`` computed from the utterance's audio after ``mix(samples, sample_rate)``."""
+        self.check_mixable()
+        raise NotImplementedError
+
     def normalize(self, utt: str, x: np.ndarray) -> np.ndarray:
         norm = self.spec["norm"]
         if norm == "speaker":
@@ -111,6 +129,7 @@ class FeatsSource(Source):
         self.stack, self.splice = spec["stack"], spec["splice"]
         self.rate = 1.0 / (self.base_frame_shift() * self.stack)
         self._lengths = d.table("utt2num_frames") if spec["table"] == "feats.scp" and d.has("utt2num_frames") else None
+        self._audio_config: dict | None = None
 
     def base_frame_shift(self) -> float:
         """Seconds per row of the table: ``frame_shift`` for feats.scp, ``<stem>.frame_shift`` for others."""
@@ -134,9 +153,13 @@ class FeatsSource(Source):
         return read_table_item(self.d, self.spec["table"], utt)
 
     def read(self, utt: str) -> np.ndarray:
+        return self.pipeline(utt, self.read_raw(utt))
+
+    def pipeline(self, utt: str, x: np.ndarray) -> np.ndarray:
+        """Normalization, stack and splice of an utterance's rows (from the table, or computed from audio)."""
         from emotk.features.transforms import splice_frames, stack_frames
 
-        x = super().read(utt)
+        x = self.normalize(utt, x)
         if self.stack > 1:
             x = stack_frames(x, self.stack)
         if self.splice[0] or self.splice[1]:
@@ -145,6 +168,48 @@ class FeatsSource(Source):
 
     def dim(self, utt: str) -> int:
         return self.read(utt).shape[1]
+
+    def audio_config(self) -> dict:
+        """The feature config feats.scp was extracted with (``conf/feats.yaml``), checked."""
+        if self._audio_config is None:
+            import yaml
+
+            from emotk.features.extract import normalize_config
+
+            path = self.d.path / "conf" / "feats.yaml"
+            if self.spec["table"] != "feats.scp":
+                super().check_mixable()
+            if not path.is_file():
+                raise EmotkError(f"{self.table_path}: input {self.name!r} cannot be computed again from noisy audio: "
+                                 "no conf/feats.yaml (extract-fbank / extract-mfcc records its config there)")
+            if not self.d.has("wav.scp"):
+                raise EmotkError(f"{self.d.path}: input {self.name!r} cannot be computed again from noisy audio: no wav.scp")
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError as e:
+                raise EmotkError(f"{path}: invalid YAML: {e}") from None
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            if kind not in ("fbank", "mfcc"):
+                raise EmotkError(f"{path}: input {self.name!r} has {kind!r} features; only fbank and mfcc can be "
+                                 "computed again from noisy audio")
+            self._audio_config = normalize_config(raw, str(path))
+        return self._audio_config
+
+    def check_mixable(self) -> None:
+        self.audio_config()
+
+    def read_mixed(self, utt: str, mix: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        from emotk.features.extract import compute_many
+        from emotk.features.pipeline import load_utterance
+
+        conf = self.audio_config()
+        rate = conf["sample_rate"]
+        ((_, x),) = compute_many([(utt, mix(load_utterance(self.d, utt, rate), rate))], conf)
+        n = self._lengths.get(utt) if self._lengths is not None else None
+        if n is not None and int(n) != x.shape[0]:
+            raise EmotkError(f"{self.d.path / 'utt2num_frames'}: utterance {utt!r} has {n} frames, its audio gives "
+                             f"{x.shape[0]} with conf/feats.yaml: feats.scp was not made from this data dir's audio")
+        return self.pipeline(utt, x)
 
 
 class VectorSource(Source):
@@ -202,6 +267,13 @@ class WavSource(Source):
         if x.size == 0:
             raise EmotkError(f"{self.table_path}: utterance {utt!r} has no samples")
         return _finite(np.asarray(x, dtype=np.float32).reshape(-1, 1), self.table_path, utt)
+
+    def check_mixable(self) -> None:
+        pass
+
+    def read_mixed(self, utt: str, mix: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        x = mix(self.read_raw(utt).reshape(-1), int(self.rate))
+        return self.normalize(utt, np.asarray(x, dtype=np.float32).reshape(-1, 1))
 
     def normalize(self, utt: str, x: np.ndarray) -> np.ndarray:
         if self.spec["norm"] == "utterance":

@@ -5,7 +5,9 @@ utterances (ids, speakers) with digests and counts of every head's labels, a dig
 input values the run reads (the scp entries of its utterances, resolved, and their
 normalization tables), the feature config, the normalization scope of each input, the model
 and training config (less the settings a resume may change), the seed, the emotk version, the
-protocol (``fold.yaml`` beside the train dir) and the selection set (the valid speakers).
+protocol (``fold.yaml`` beside the train dir) and the selection set (the valid speakers). With
+on-the-fly noise (``train.augment``) the noises are part of it by content (ids, durations, audio
+bytes), not by path; with it off the record is the one an emotk without it wrote.
 
 ``EXP/provenance/`` holds ``record.yaml`` and the run's ``train.utt2spk`` / ``valid.utt2spk``.
 The ``info`` section of a record (absolute paths, the split seed) is for the reader only and is
@@ -25,6 +27,7 @@ import numpy as np
 import yaml
 
 import emotk
+from emotk.config import augment_on
 from emotk.data.datadir import DataDir, read_table, validate_data_dir, write_table
 from emotk.errors import EmotkError
 from emotk.fileio import atomic_dir
@@ -232,10 +235,24 @@ def _set_summary(d: DataDir, heads: dict) -> dict:
 
 
 def compared_config(cfg: Mapping) -> dict:
-    """The config less the settings a resume may change."""
+    """The config less the settings a resume may change; ``train.augment`` less its noise path (the
+    record's ``augment`` section has the noises' digest), or none of it when it is off."""
     out = copy.deepcopy(dict(cfg))
     out["train"] = {k: v for k, v in out.get("train", {}).items() if k not in RESUME_MAY_CHANGE}
+    aug = out["train"].pop("augment", None)
+    if augment_on(cfg):
+        out["train"]["augment"] = {k: v for k, v in aug.items() if k != "noise"}
     return out
+
+
+def _augment_record(cfg: Mapping) -> dict | None:
+    """The noises of on-the-fly augmentation, by content; None when it is off."""
+    if not augment_on(cfg):
+        return None
+    from emotk.augment.noise import noise_digest, validate_noise_dir
+
+    nd = validate_noise_dir(cfg["train"]["augment"]["noise"])
+    return {"noises": len(nd), "noise_digest": noise_digest(nd)[:DIGEST_CHARS]}
 
 
 def build_record(cfg: Mapping, train_dir: str | Path, valid_dir: str | Path) -> dict:
@@ -260,7 +277,8 @@ def build_record(cfg: Mapping, train_dir: str | Path, valid_dir: str | Path) -> 
         feature_config = yaml.safe_load(fconf.read_text(encoding="utf-8")) if fconf.is_file() else None
     except yaml.YAMLError as e:
         raise EmotkError(f"{fconf}: invalid YAML: {e}") from None
-    return {
+    augment = _augment_record(cfg)
+    record = {
         "format": FORMAT,
         "emotk_version": emotk.__version__,
         "protocol": None if protocol is None else {k: protocol[k] for k in ("name", "speaker_independent", "fold")},
@@ -271,12 +289,16 @@ def build_record(cfg: Mapping, train_dir: str | Path, valid_dir: str | Path) -> 
         "inputs": {name: {part: _input_digest(dirs[part], spec) for part in ("train", "valid")}
                    for name, spec in inputs.items()},
         "feature_config": feature_config,
+        **({"augment": augment} if augment else {}),
         "seed": cfg["train"]["seed"],
         "config": compared_config(cfg),
         "checks": checks,
         INFO: {"train_dir": str(dirs["train"].path.resolve()), "valid_dir": str(dirs["valid"].path.resolve()),
                "split_seed": None if protocol is None else protocol["split_seed"]},
     }
+    if augment:
+        record[INFO]["noise_dir"] = str(Path(cfg["train"]["augment"]["noise"]).resolve())
+    return record
 
 
 def first_difference(old, new, prefix: str = "") -> str | None:
