@@ -25,6 +25,10 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
     on_mismatch: str = typer.Option("redo", "--on-mismatch", help="A finished or started run in --exp trained on "
                                     "other data or config: redo (train again) | refuse (exit with an error)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda: same as --set train.device=...; "
+                                         "under torchrun each process takes cuda:LOCAL_RANK."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision on CUDA (train.amp=true); ignored on the CPU, "
+                             "with a notice."),
 ):
     """Train a model (torch or scikit-learn) on the inputs and heads its config names; model selection on the
     valid set only (UA for class heads, CCC for regression heads; train.select picks the head or the mean).
@@ -32,12 +36,18 @@ def train_cmd(
     A finished exp dir is skipped only when its provenance record (data, labels, features, config, seed)
     matches the request; otherwise it is trained again (--on-mismatch refuse: an error instead).
 
+    Under torchrun the run is data-parallel over its processes (gloo on CPU, nccl on CUDA); rank 0 alone
+    logs and writes --exp. Each optimization step sees the same batch as in one process.
+
     Example: emotk train --config conf/model/cnn_lstm2d_small.yaml --train data/fold1/train
     --valid data/fold1/valid --exp exp/emodb/cnn_lstm2d_small/fold1 --set train.epochs=20
+
+    Example: torchrun --standalone --nproc_per_node 2 --no-python emotk train --config ldnn --device cuda ...
     """
     from emotk.config import load_config
 
-    items = list(overrides) + ([f"train.seed={seed}"] if seed is not None else [])
+    items = (list(overrides) + ([f"train.seed={seed}"] if seed is not None else [])
+             + ([f"train.device={device}"] if device is not None else []) + (["train.amp=true"] if amp else []))
     cfg = load_config(config, items)
     from emotk.training.loop import train as run_training  # torch: only once the config is known good
 

@@ -14,6 +14,9 @@ epoch, so it always matches last.pt), checkpoints/{last,best}.pt, and ``done`` o
 finished. Every file is written atomically; last.pt is written after best.pt, so a run killed at
 any point resumes from a consistent state and, given the seed, ends with exactly the weights of an
 uninterrupted run (on the same device and thread count).
+
+Under ``torchrun`` the same call trains data-parallel, rank 0 alone writing the exp dir
+(``emotk.training.distributed``).
 """
 
 from __future__ import annotations
@@ -34,14 +37,15 @@ from emotk.data.datadir import DataDir, validate_data_dir
 from emotk.errors import EmotkError
 from emotk.fileio import write_text
 from emotk.models import build_for_config, check_model, framework
+from emotk.training import distributed
 from emotk.training.checkpoint import load_checkpoint, save_checkpoint
 from emotk.training.dataset import SerDataset, loader, train_batches
 from emotk.training.expdir import env_text, exit_if_test_epoch, prepare_exp_dir
 from emotk.training.heads import HeadData, class_weights_of, head_loss, head_metric, load_head
 from emotk.training.inputs import open_sources, training_stats
-from emotk.training.predict import autocast, piece_outputs, resolve_device, utterance_outputs
+from emotk.training.predict import autocast, piece_outputs, utterance_outputs
 from emotk.training.provenance import build_record, write_record
-from emotk.training.seeding import epoch_rng, get_rng_state, seed_everything, set_rng_state
+from emotk.training.seeding import epoch_rng, seed_everything, set_rng_state
 
 
 # Data ------------------------------------------------------------------------------------------
@@ -142,7 +146,8 @@ class Step:
         self.aux_weights, self.tc, self.device, self.amp, self.clock = aux_weights, tc, device, amp, clock
         self.exp, self.model_name = exp, model_name
 
-    def __call__(self, b, heads: list[str], epoch: int) -> float:
+    def __call__(self, b, heads: list[str], epoch: int, scale: float = 1.0) -> float:
+        """The batch's loss; the gradient is that of ``scale`` times it (a rank's part of a global batch)."""
         with autocast(self.device, self.amp):
             out, aux = self.model(b.inputs, b.lengths, b.targets)
         frames = b.lengths[self.clock] if self.clock else None
@@ -158,7 +163,7 @@ class Step:
         if not torch.isfinite(loss):
             raise EmotkError(f"{self.exp}: training diverged in epoch {epoch} (loss {loss.item()}); lower train.lr")
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * scale).backward()
         if self.tc["grad_clip"]:
             self.scaler.unscale_(self.opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc["grad_clip"])
@@ -202,8 +207,13 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
         from emotk.models.sklearn_models import check_config
 
         check_config(cfg["model"]["name"], cfg["model"]["params"], cfg["train"]["grid"])
-    record = build_record(cfg, train_dir, valid_dir)
-    if not prepare_exp_dir(exp, cfg, record, resume=resume, overwrite=overwrite, on_mismatch=on_mismatch, log=log):
+    ctx = distributed.context(cfg["train"]["device"])  # under torchrun: this process's rank and device
+    if ctx.distributed and framework(cfg["model"]["name"]) == "sklearn":
+        raise EmotkError(f"{cfg['model']['name']}: scikit-learn models train in one process; run emotk train without torchrun")
+    log = ctx.main_only(log)
+    record = build_record(cfg, train_dir, valid_dir) if ctx.is_main else None
+    if not ctx.on_main(lambda: prepare_exp_dir(exp, cfg, record, resume=resume, overwrite=overwrite,
+                                               on_mismatch=on_mismatch, log=log)):
         return None
     tc = cfg["train"]
     torch.set_num_threads(tc["num_threads"])
@@ -221,7 +231,7 @@ def train(cfg: dict, train_dir: str | Path, valid_dir: str | Path, exp_dir: str 
         from emotk.training.sklearn_fit import fit_sklearn
 
         return fit_sklearn(cfg, train_set, valid_set, exp, meta, record, command, log)
-    return _train_torch(cfg, train_set, valid_set, dims, meta, record, exp, resume, command, log, on_epoch)
+    return _train_torch(cfg, train_set, valid_set, dims, meta, record, exp, resume, command, log, on_epoch, ctx)
 
 
 def _start_exp_dir(exp: Path, cfg: dict, record: dict, train_set, valid_set, command: str) -> None:
@@ -230,10 +240,11 @@ def _start_exp_dir(exp: Path, cfg: dict, record: dict, train_set, valid_set, com
     write_record(exp, record, train_set[0].utt2spk, valid_set[0].utt2spk)
 
 
-def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resume: bool, command: str, log, on_epoch):
+def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resume: bool, command: str, log, on_epoch,
+                 ctx: distributed.Context):
     tc = cfg["train"]
     d_train, _, heads = train_set
-    device = resolve_device(tc["device"])
+    device = ctx.device
     amp = bool(tc["amp"]) and device.type == "cuda"
     if tc["amp"] and not amp:
         log("train.amp ignored: mixed precision is used on CUDA only")
@@ -245,6 +256,7 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
 
     seed_everything(tc["seed"])
     model = build_for_config(cfg["model"], dims, {h: (head.kind, head.dim) for h, head in heads.items()}).to(device)
+    ctx.seed_rank(tc["seed"])
     losses = {h: head_loss(head, class_weights_of(head, d_train.utts)) for h, head in heads.items()}
     weights = {h: float(head.spec["weight"]) for h, head in heads.items()}
     opt = _optimizer(model, tc)
@@ -256,7 +268,8 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=tc["scheduler_factor"])
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     clock = train_ds.clock.name if train_ds.clock is not None else None
-    step = Step(model, opt, scaler, losses, weights, tc["aux_weights"], tc, device, amp, clock, exp, cfg["model"]["name"])
+    net = ctx.wrap(model, find_unused=tc["head_order"] == "random" and len(heads) > 1)  # one head per step
+    step = Step(net, opt, scaler, losses, weights, tc["aux_weights"], tc, device, amp, clock, exp, cfg["model"]["name"])
     metric_name = _select_name(cfg, heads)
 
     state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -268,18 +281,21 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         if scheduler is not None:
             scheduler.load_state_dict(ck["scheduler"])
         scaler.load_state_dict(ck["scaler"])
-        set_rng_state(ck["rng"])
+        set_rng_state(ctx.own_rng_state(ck, log))
         state = {k: ck[k] for k in state}
         log(f"{exp}: resuming after epoch {state['epoch']} (best valid {metric_name} {state['best_metric']:.4f} "
             f"at epoch {state['best_epoch']})")
-        save_config(cfg, exp / "config.yaml")
-        env = (exp / "env.txt").read_text(encoding="utf-8") if (exp / "env.txt").is_file() else env_text("")
-        write_text(exp / "env.txt", env + f"resumed: {command}\n")
+        if ctx.is_main:
+            save_config(cfg, exp / "config.yaml")
+            env = (exp / "env.txt").read_text(encoding="utf-8") if (exp / "env.txt").is_file() else env_text("")
+            write_text(exp / "env.txt", env + f"resumed: {command}\n")
     else:
         if resume:
             log(f"{exp}: no checkpoint to resume from, starting from scratch")
-        _start_exp_dir(exp, cfg, record, train_set, valid_set, command)
-    (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
+            _start_exp_dir(exp, cfg, record, train_set, valid_set, command)
+    if ctx.is_main:
+        (exp / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     head_names = list(heads)
     pin = device.type == "cuda"
@@ -289,25 +305,27 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         model.train()
         rng = epoch_rng(tc["seed"], epoch)
         batches = train_batches(train_ds, tc["batch_size"], rng, tc["max_frames"])
-        stream = loader(train_ds, batches, tc["num_workers"], pin)
+        shares = ctx.shares(batches)  # this process's part of each batch (all of it in one process)
+        stream = loader(train_ds, [s.examples for s in shares], tc["num_workers"], pin)
         bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and ctx.is_main:
             from tqdm import tqdm
 
             bar = stream = tqdm(stream, total=len(batches), desc=f"epoch {epoch}", leave=False, file=sys.stderr)
         total = 0.0
-        for batch in stream:
+        for batch, share in zip(stream, shares):
             b = batch.to(device)
             if tc["head_order"] == "random" and len(head_names) > 1:
-                loss = sum(step(b, [head_names[k]], epoch) for k in rng.permutation(len(head_names)))
+                loss = sum(step(b, [head_names[k]], epoch, share.scale) for k in rng.permutation(len(head_names)))
             else:
-                loss = step(b, head_names, epoch)
-            total += loss * len(b.index)
+                loss = step(b, head_names, epoch, share.scale)
+            total += loss * share.count
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.4f}")
         if bar is not None:
             bar.close()
-        valid_loss, metric, per_head = validate(model, valid_ds, losses, cfg, device, amp)
+        total = ctx.sum(total)
+        valid_loss, metric, per_head = ctx.on_main(lambda: validate(model, valid_ds, losses, cfg, device, amp))
         improved = metric > state["best_metric"]
         lr = opt.param_groups[0]["lr"]
         if tc["scheduler"] == "plateau":
@@ -321,16 +339,20 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         state["history"].append({"epoch": epoch, "train_loss": total / len(train_ds), "valid_loss": valid_loss,
                                  "valid_metric": metric, "heads": per_head if len(heads) > 1 else {}, "lr": lr,
                                  "seconds": time.time() - t0, "best": improved})
-        if improved:
-            save_checkpoint({"model": model.state_dict(), "meta": meta, "epoch": epoch, "metric": metric},
-                            exp / "checkpoints" / "best.pt")
-        save_checkpoint({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "scaler": scaler.state_dict(), "rng": get_rng_state(), "meta": meta}, last)
-        write_text(exp / "train.log", "".join(_log_line(h, metric_name) + "\n" for h in state["history"]))
+        rngs = ctx.rng_states()
+        if ctx.is_main:
+            if improved:
+                save_checkpoint({"model": model.state_dict(), "meta": meta, "epoch": epoch, "metric": metric},
+                                exp / "checkpoints" / "best.pt")
+            save_checkpoint({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                             "scaler": scaler.state_dict(), "rng": rngs[0], "meta": meta,
+                             **({"rank_rng": rngs} if ctx.distributed else {})}, last)
+            write_text(exp / "train.log", "".join(_log_line(h, metric_name) + "\n" for h in state["history"]))
         log(_log_line(state["history"][-1], metric_name))
         if on_epoch is not None:
             on_epoch(state["history"][-1])
+        ctx.barrier()  # last.pt is complete before any process may stop
         exit_if_test_epoch(epoch)
 
     stopped_early = state["epoch"] < tc["epochs"]
@@ -341,6 +363,8 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
     else:
         log(f"stopped at the epoch cap ({tc['epochs']}) after {state['bad_epochs']} epochs without a better valid "
             f"{metric_name}: the run may not have converged")
-    write_text(exp / "done", yaml.safe_dump(summary, sort_keys=False))
+    if ctx.is_main:
+        write_text(exp / "done", yaml.safe_dump(summary, sort_keys=False))
+    distributed.dump_state_for_test(ctx, model)
     log(f"{exp}: done; best valid {metric_name} {state['best_metric']:.4f} at epoch {state['best_epoch']}")
     return summary
