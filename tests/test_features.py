@@ -10,19 +10,17 @@ import kaldi_native_fbank as knf
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from emotk.data.ark import read_matrix
 from emotk.data.datadir import DataDir, read_table, write_data_dir
 from emotk.errors import EmotkError
 from emotk.features.cmvn import (apply_cmvn, apply_cmvn_data_dir, compute_cmvn_data_dir, compute_cmvn_stats,
                                  load_normalized, utterance_cmvn)
-from emotk.features.extract import (compute_features, lhotse_extractor, load_feature_config,
-                                    normalize_config)
+from emotk.features.extract import FeatureComputer, compute_features, load_feature_config, normalize_config
+from emotk.features.lhotse_extractor import lhotse_native
 from emotk.features.pipeline import extract_data_dir, resolve_feature_config
 from emotk.features.transforms import splice_frames, stack_frames
 
-torch.set_num_threads(1)
 EMOTK = [sys.executable, "-c", "from emotk.cli import main; main()"]
 CONF = Path(__file__).resolve().parent.parent / "conf" / "features"
 
@@ -69,14 +67,24 @@ def test_features_match_kaldi_native_fbank(name):
     assert np.abs(ours - ref).max() < 1e-3
 
 
-def test_energy_options_and_lhotse_extractor_agree():
+def test_energy_options_and_lhotse_native_agree():
     wav = chirp(2.0, seed=1)
     c = normalize_config({"type": "fbank", "sample_rate": 16000, "num_filters": 23, "use_energy": True})
     ours = compute_features(wav, 16000, c)
     assert ours.shape[1] == 24 and np.abs(ours - knf_features(wav, c)).max() < 1e-3
     c = load_feature_config(CONF / "fbank40.yaml")
-    lhotse = lhotse_extractor(c).extract(wav * 32768, 16000)  # lhotse works on the scale it is given
+    lhotse = lhotse_native(c).extract(wav * 32768, 16000)  # lhotse works on the scale it is given
     assert np.abs(compute_features(wav, 16000, c) - lhotse).max() < 1e-3
+
+
+def test_an_utterance_gets_the_same_features_in_any_batch():
+    """Jobs split utterances differently; each utterance's matrix must not depend on its neighbours."""
+    comp = FeatureComputer(load_feature_config(CONF / "fbank40.yaml"))
+    wavs = [chirp(s, seed=i) for i, s in enumerate((0.3, 7.0, 2.0, 0.05))]  # 7 s: more than one block of frames
+    together = comp.compute(wavs)
+    for i, w in enumerate(wavs):
+        assert np.array_equal(comp.compute([w])[0], together[i])
+    assert together[3].shape == (3, 40)
 
 
 def test_all_shipped_configs_load():
@@ -241,6 +249,16 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 
 def run_cli(*args):
     return subprocess.run([*EMOTK, *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_extraction_does_not_import_torch(tmp_path):
+    data = make_data_dir(tmp_path, spks=("s1",), per_spk=2)
+    report = "import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules)); "
+    for kind, nj in (("fbank", 1), ("mfcc", 2)):  # computing here, and in worker processes
+        r = subprocess.run([sys.executable, "-c", report + "from emotk.cli import main; main()", f"extract-{kind}",
+                            str(data), "--nj", str(nj)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1] == "torch loaded: False" and (data / "feats.scp").is_file()
 
 
 def test_cli_errors_are_one_line(tmp_path):

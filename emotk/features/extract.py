@@ -1,16 +1,17 @@
 """Kaldi-compatible log-mel filterbank and MFCC features.
 
 Configs are plain YAML files in ``conf/features/`` (see ``load_feature_config``). The option
-names are those of lhotse's ``FbankConfig`` / ``MfccConfig`` (``lhotse_extractor`` builds the
-lhotse extractor from a config), and the arithmetic is Kaldi's ``compute-fbank-feats`` /
-``compute-mfcc-feats``: same framing, DC removal, pre-emphasis, window, mel banks, log floor,
-DCT and lifter, checked against kaldi-native-fbank in the tests.
+names are those of lhotse's ``FbankConfig`` / ``MfccConfig``, and the arithmetic is Kaldi's
+``compute-fbank-feats`` / ``compute-mfcc-feats``: same framing, DC removal, pre-emphasis, window,
+mel banks, log floor, DCT and lifter, checked against kaldi-native-fbank in the tests. lhotse
+users get this extractor as ``emotk.features.lhotse_extractor.EmotkFbank``.
 
-Why not call lhotse's extractor per utterance: the work is dominated by per-call overhead
-and by passes over the frame matrix. ``FeatureComputer`` frames many utterances at once and
-runs each step on cache-sized blocks of their frames (one FFT, one matmul with the mel
-matrix), which is about twice as fast. Samples are scaled to the 16-bit integer range
-before analysis, as Kaldi does with wav files, so the features equal Kaldi's.
+Plain numpy and scipy.fft, no torch: an extraction process starts in a third of a second instead
+of the second and more ``import torch`` takes, and computes at the same speed as the torch.fft
+path it replaced (measured side by side, BENCHMARKS.md "Feature extraction (fbank)"). The work per
+frame is a handful of whole-block array operations (one FFT, one matmul with the mel matrix);
+calling lhotse's extractor per utterance is slower. Samples are scaled to the 16-bit integer
+range before analysis, as Kaldi does with wav files, so the features equal Kaldi's.
 """
 
 from __future__ import annotations
@@ -122,28 +123,6 @@ def load_feature_config(path: str | Path) -> dict:
     return normalize_config(raw if raw is not None else {}, str(path))
 
 
-def lhotse_extractor(config: dict):
-    """The lhotse ``Fbank`` / ``Mfcc`` extractor with the same options (for on-the-fly pipelines).
-
-    lhotse works on samples in [-1, 1], emotk on the 16-bit range, so lhotse's features are lower by
-    ``2 * log(32768)`` (before the log floor); MFCC c0 differs accordingly.
-    """
-    from lhotse import Fbank, FbankConfig, Mfcc, MfccConfig
-
-    c = normalize_config(config)
-    kwargs = dict(
-        sampling_rate=c["sample_rate"], frame_length=c["frame_length"], frame_shift=c["frame_shift"],
-        round_to_power_of_two=c["round_to_power_of_two"], remove_dc_offset=c["remove_dc_offset"],
-        preemph_coeff=c["preemph_coeff"], window_type=c["window_type"], dither=0.0, snip_edges=c["snip_edges"],
-        energy_floor=c["energy_floor"], raw_energy=c["raw_energy"], use_energy=c["use_energy"],
-        low_freq=c["low_freq"], high_freq=c["high_freq"],
-        num_filters=c["num_filters"],
-    )
-    if c["type"] == "fbank":
-        return Fbank(FbankConfig(**kwargs))
-    return Mfcc(MfccConfig(**kwargs, num_ceps=c["num_ceps"], cepstral_lifter=c["cepstral_lifter"]))
-
-
 def _num_samples(seconds: float, sr: int) -> int:
     x = seconds * sr
     return int(round(x)) if abs(x - round(x)) < 1e-6 else int(x)
@@ -194,11 +173,17 @@ def _dct_lifted(num_ceps: int, num_bins: int, lifter: float) -> np.ndarray:
 
 
 class FeatureComputer:
-    """Computes one config's features for many waveforms at once (all at the config's sample rate)."""
+    """Computes one config's features for many waveforms (all at the config's sample rate).
+
+    Each utterance is cut into blocks of at most ``_BLOCK_FRAMES`` frames counted from its own first
+    frame, so an utterance's features do not depend on which other utterances share the call (BLAS
+    sums a matrix product's rows differently for blocks of other sizes).
+    """
 
     def __init__(self, config: dict):
-        import torch
+        from scipy.fft import rfft  # imported here: `emotk --help` and config checks need no FFT
 
+        self._rfft = rfft
         c = self.config = normalize_config(config)
         sr = c["sample_rate"]
         self.length = _num_samples(c["frame_length"], sr)
@@ -206,18 +191,10 @@ class FeatureComputer:
         if self.length < 2 or self.shift < 1:
             raise EmotkError(f"feature config: frames of {self.length} samples / shift {self.shift} at {sr} Hz are too short")
         self.fft = 1 << (self.length - 1).bit_length() if c["round_to_power_of_two"] else self.length
-        # Frames are cut fft samples wide; the zero tail of the window does Kaldi's zero padding.
-        window = np.zeros(self.fft, np.float32)
-        window[: self.length] = _window(c["window_type"], self.length)
-        self.window = torch.from_numpy(window)
-        fb = mel_banks(c["num_filters"], self.fft, sr, c["low_freq"], c["high_freq"])
-        # The rfft output viewed as [re, im] pairs is squared and summed by the same matmul that
-        # applies the mel filters: each filter row appears twice.
-        self.mel = torch.from_numpy(np.repeat(fb, 2, axis=0).astype(np.float32))
-        self.dct = (
-            torch.from_numpy(_dct_lifted(c["num_ceps"], c["num_filters"], c["cepstral_lifter"]).astype(np.float32))
-            if c["type"] == "mfcc" else None
-        )
+        self.window = _window(c["window_type"], self.length).astype(np.float32)
+        self.mel = mel_banks(c["num_filters"], self.fft, sr, c["low_freq"], c["high_freq"]).astype(np.float32)
+        self.dct = (_dct_lifted(c["num_ceps"], c["num_filters"], c["cepstral_lifter"]).astype(np.float32)
+                    if c["type"] == "mfcc" else None)
         self.dim = c["num_ceps"] if c["type"] == "mfcc" else c["num_filters"] + int(c["use_energy"])
 
     @property
@@ -243,62 +220,65 @@ class FeatureComputer:
 
     def compute(self, wavs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Features ``[T_i, dim]`` float32 of 1-D waveforms in [-1, 1] at the config's rate."""
-        import torch
+        with _one_blas_thread():
+            return [self._utterance(np.asarray(x, dtype=np.float32)) for x in wavs]
 
-        sources, starts, counts = [], [], []
-        offset = 0
-        for x in wavs:
-            src, n = self._frame_source(np.asarray(x, dtype=np.float32))
-            sources.append(src)
-            starts.append(offset + self.shift * np.arange(n, dtype=np.int64))
-            counts.append(n)
-            offset += len(src)
-        if sum(counts) == 0:
-            return [np.zeros((0, self.dim), np.float32) for _ in wavs]
-        sources.append(np.zeros(self.fft - self.length, np.float32))
-        buf = torch.from_numpy(np.concatenate(sources))
-        buf.mul_(_INT16_SCALE)
-        starts_t = torch.from_numpy(np.concatenate(starts))
-        # Every window position of the buffer as a strided view; frames are rows picked from it.
-        windows = buf.unfold(0, self.fft, 1)
-        out = torch.empty(len(starts_t), self.dim)
-        with torch.no_grad():
-            for b in range(0, len(starts_t), _BLOCK_FRAMES):
-                rows = starts_t[b:b + _BLOCK_FRAMES]
-                out[b:b + len(rows)] = self._block(windows.index_select(0, rows))
-        return [m.numpy() for m in torch.split(out, counts)]
+    def _utterance(self, x: np.ndarray) -> np.ndarray:
+        src, n = self._frame_source(x)
+        out = np.empty((n, self.dim), np.float32)
+        if n == 0:
+            return out
+        # Every window position as a strided view; frames are every shift-th row of it.
+        frames = np.lib.stride_tricks.sliding_window_view(src, self.length)[:: self.shift][:n]
+        for b in range(0, n, _BLOCK_FRAMES):
+            block = frames[b: b + _BLOCK_FRAMES] * np.float32(_INT16_SCALE)  # a copy, scaled as Kaldi reads wav files
+            out[b: b + len(block)] = self._block(block)
+        return out
 
-    def _block(self, frames):
-        """Features of a block of raw frames ``[n, fft]`` (modified in place; columns from ``length`` on are ignored)."""
-        import torch
-
+    def _block(self, x: np.ndarray) -> np.ndarray:
+        """Features of a block of frames ``[n, length]`` (modified in place)."""
         c = self.config
-        x = frames[:, : self.length]
         if c["remove_dc_offset"]:
-            x -= x.mean(1, keepdim=True)
+            x -= x.mean(1, keepdims=True)
         energy = None
         if c["use_energy"] and c["raw_energy"]:
-            energy = x.square().sum(1)
+            energy = np.einsum("ij,ij->i", x, x)
         a = c["preemph_coeff"]
         if a != 0.0:
-            x[:, 1:].sub_(x[:, :-1].clone(), alpha=a)
+            x[:, 1:] -= a * x[:, :-1]
             x[:, 0] *= 1.0 - a
-        frames *= self.window
+        x *= self.window
         if c["use_energy"] and not c["raw_energy"]:
-            energy = frames.square().sum(1)
-        spec = torch.view_as_real(torch.fft.rfft(frames)).reshape(len(frames), -1)
-        feats = (spec.square_() @ self.mel).clamp_min_(_FLOAT_EPS).log_()
+            energy = np.einsum("ij,ij->i", x, x)
+        spec = self._rfft(x, n=self.fft, axis=1, overwrite_x=True)  # zero-padded to fft samples, as Kaldi
+        power = np.square(spec.real)
+        power += np.square(spec.imag)
+        feats = power @ self.mel
+        np.log(np.maximum(feats, _FLOAT_EPS, out=feats), out=feats)
         if self.dct is not None:
             feats = feats @ self.dct
         if energy is None:
             return feats
-        log_e = energy.clamp_min_(_FLOAT_EPS).log_()
+        log_e = np.log(np.maximum(energy, _FLOAT_EPS))
         if c["energy_floor"] > 0:
-            log_e.clamp_min_(math.log(c["energy_floor"]))
+            np.maximum(log_e, math.log(c["energy_floor"]), out=log_e)
         if self.dct is None:  # Kaldi puts the energy before the mel bins
-            return torch.cat([log_e[:, None], feats], 1)
+            return np.concatenate([log_e[:, None], feats], 1)
         feats[:, 0] = log_e  # and in place of c0 in MFCC
         return feats
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_threads():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """Run the mel matmuls on one BLAS thread: they are small, and on a busy machine BLAS's other threads
+    spin for their share (six times the CPU time measured on 2 loaded cores). Parallel work is --nj."""
+    return _blas_threads().limit(limits=1, user_api="blas")
 
 
 @functools.lru_cache(maxsize=8)

@@ -187,9 +187,6 @@ class TableExtraction:
     def factory(self) -> Callable[[], TableExtraction]:
         raise NotImplementedError
 
-    def use_threads(self, threads: int) -> None:
-        """Called in a worker process: its share of the machine's cores."""
-
     # Status ---------------------------------------------------------------------
     def is_done(self) -> bool:
         """Merged outputs exist, were made with this config, and cover every utterance."""
@@ -286,9 +283,8 @@ def run_extraction(ex: TableExtraction, job: int | None, merge_only: bool, name:
     return f"{name}: wrote {out} ({nj} job{'s' if nj > 1 else ''})"
 
 
-def _worker(make: Callable[[], TableExtraction], job: int, threads: int) -> int:
+def _worker(make: Callable[[], TableExtraction], job: int) -> int:
     ex = make()
-    ex.use_threads(threads)
     ex.run_job(job)
     return len(ex.job_utts(job))
 
@@ -304,11 +300,10 @@ def _run_parallel(ex: TableExtraction, progress: Progress) -> None:
     if not todo:
         return
     ex.invalidate()
-    cpus = os.cpu_count() or 1
-    workers = min(len(todo), cpus)
-    # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
+    workers = min(len(todo), os.cpu_count() or 1)
+    # spawn, not fork: the caller may have started thread pools (torch's, BLAS's), and forking those can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, ex.factory(), j, max(1, cpus // workers)) for j in todo]
+        futures = [pool.submit(_worker, ex.factory(), j) for j in todo]
         try:
             for fut in as_completed(futures):
                 progress.update(fut.result())
@@ -343,11 +338,6 @@ class Extraction(TableExtraction):
 
     def factory(self) -> Callable[[], TableExtraction]:
         return functools.partial(Extraction, str(self.d.path), self.config, self.nj, str(self.feats_dir))
-
-    def use_threads(self, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
 
     def _features(self, utts: list[str], progress: Progress | None) -> Iterator[tuple[str, np.ndarray]]:
         from emotk.features.extract import compute_many
