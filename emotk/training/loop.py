@@ -32,6 +32,7 @@ import torch
 import yaml
 
 import emotk
+from emotk.augment.online import for_training as online_augment
 from emotk.config import resolve_config, save_config
 from emotk.data.datadir import DataDir, validate_data_dir
 from emotk.errors import EmotkError
@@ -248,7 +249,7 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
     amp = bool(tc["amp"]) and device.type == "cuda"
     if tc["amp"] and not amp:
         log("train.amp ignored: mixed precision is used on CUDA only")
-    train_ds = SerDataset(*train_set, cfg["segments"])
+    train_ds = SerDataset(*train_set, cfg["segments"], augment=online_augment(cfg, train_set[1]))
     valid_ds = SerDataset(*valid_set, cfg["segments"])
     if cfg["segments"]["mode"] != "none":
         log(f"segments ({cfg['segments']['mode']}): {len(train_ds)} training pieces of {len(train_ds.utts)} "
@@ -304,7 +305,7 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
         t0 = time.time()
         model.train()
         rng = epoch_rng(tc["seed"], epoch)
-        batches = train_batches(train_ds, tc["batch_size"], rng, tc["max_frames"])
+        batches = train_batches(train_ds, tc["batch_size"], rng, tc["max_frames"], epoch)
         shares = ctx.shares(batches)  # this process's part of each batch (all of it in one process)
         stream = loader(train_ds, [s.examples for s in shares], tc["num_workers"], pin)
         bar = None
