@@ -4,6 +4,8 @@
 #   local (default)  on this machine, at most K (default: the number of cores) at a time (local/run_local.sh)
 #   slurm            as Slurm array jobs (local/slurm.sh); options map to sbatch's through conf/slurm.conf
 # e.g.  EMOTK_BACKEND=slurm bash run.sh
+# cuda_cmd asks for one GPU; steps/train_ddp.sh --cmd "$cuda_cmd" --nproc N asks it for N (--gpu N) and
+# runs torchrun with N processes inside that one job (one Slurm job holding every GPU of the run).
 # A recipe overrides a launcher in its own cmd.sh after sourcing this file (site-specific memory, partitions).
 case "${EMOTK_BACKEND:-local}" in
   local)
