@@ -64,6 +64,30 @@ def run_process(cmd: list) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+# Prepended to a ``python -c`` script: at exit it prints the process's own peak RSS. Not ru_maxrss from
+# wait4: on Linux that also counts the parent's RSS at fork time (exec carries the old image's high-water
+# mark over), and a benchmark parent that imported torch is 250 MB.
+_PEAK_HOOK = ("import atexit as _atexit, sys as _sys\n"
+              "_atexit.register(lambda: print('VmHWM_kB', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], "
+              "file=_sys.stderr))\n")
+
+
+def run_python(code: str, *args, env: dict | None = None) -> dict:
+    """Run ``python -c code args`` as a whole process (imports counted): ``{"wall", "cpu", "peak_mb"}``,
+    seconds and MB; CPU counts the process and the workers it waited for, peak memory the process alone."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", _PEAK_HOOK + code, *map(str, args)], capture_output=True, text=True,
+                       env=env)
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        raise SystemExit(f"python -c ... {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = [line.split()[1] for line in r.stderr.splitlines() if line.startswith("VmHWM_kB ")]
+    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "peak_mb": int(peak[-1]) / 1024, "stdout": r.stdout}
+
+
 def publish(heading: str, lines: list[str], write: bool, path: Path = BENCHMARKS_MD) -> None:
     """Print the section (``lines``, the heading first) and, with ``write``, put it into ``path``."""
     text = "\n".join(lines) + "\n"

@@ -1,41 +1,127 @@
-"""Fbank extraction speed and memory: emotk vs lhotse vs kaldi-native-fbank, side by side in one run.
+"""Fbank extraction: emotk vs lhotse vs kaldi-native-fbank, side by side in one run, as whole processes and compute only.
 
-    python benchmarks/bench_fbank.py [--utts 200] [--sizes 50,200,800] [--repeats 3] [--no-write]
+    python benchmarks/bench_fbank.py [--minutes 30,240] [--repeats 2] [--ref e98889e] [--no-write]
 
-Generates 3 s utterances at 16 kHz (chirps + noise) in a temporary dir, then measures, single
-threaded (torch.set_num_threads(1)), CPU time of the process:
-  (a) emotk extract-fbank end to end (read wav, compute, write ark/scp) in-process;
-  (b) lhotse CutSet.compute_and_store_features (manifest building not counted,
-      snip_edges false as lhotse's storage requires) with LilcomChunkyWriter and with KaldiWriter;
-  (c) kaldi-native-fbank compute only (audio already in memory);
-  (d) emotk compute only; (e) lhotse Fbank.extract compute only.
-Real-time factor = audio seconds / CPU seconds. Peak RSS is measured in a fresh subprocess per
-corpus size. All methods use the fbank40 config. Results replace the "## Feature extraction
-(fbank)" section of BENCHMARKS.md.
+For each corpus size (3 s utterances at 16 kHz, chirps + noise, 16-bit wav, generated in a temporary dir):
+  whole processes, imports counted (wall, CPU of the process, its peak memory VmHWM):
+  (a) ``emotk extract-fbank DATA`` (the command line: wav.scp -> ark/scp, fbank40);
+  (b) a ``python -c`` script that imports lhotse, reads the cuts manifest (made beforehand, not timed)
+      and runs ``CutSet.compute_and_store_features`` with lhotse's ``Fbank`` (fbank40's options,
+      snip_edges false as lhotse's storage needs), writing with LilcomChunkyWriter and with KaldiWriter;
+      and the same with emotk's extractor registered in lhotse (``EmotkFbank``), LilcomChunkyWriter;
+  (c) a ``python -c`` script with kaldi-native-fbank (read wav, compute, write ark/scp with kaldi-native-io);
+  compute only (audio already in memory, CPU seconds of the feature calls): emotk's ``FeatureComputer``
+  in 60 s batches as extract-fbank uses it, lhotse ``Fbank.extract`` per utterance, kaldi-native-fbank
+  per utterance. With ``--ref COMMIT`` the emotk rows are repeated for the emotk of that commit
+  (``git archive`` into the temporary dir; e98889e is the last one with the torch.fft path).
+Everything runs single threaded (lhotse's torch with one thread; emotk's parallelism is --nj, lhotse's
+num_jobs). The fastest of ``--repeats`` interleaved runs counts. Results replace the
+"## Feature extraction (fbank)" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench_common import publish, section_head  # noqa: E402
+from bench_common import EMOTK, publish, run_python, section_head  # noqa: E402
+
 SECONDS = 3.0
 SR = 16000
 HEADING = "## Feature extraction (fbank)"
+FBANK40 = ROOT / "conf" / "features" / "fbank40.yaml"
+CLI = EMOTK[2]  # "from emotk.cli import main; main()"
+
+LHOTSE_SCRIPT = """
+import sys
+import torch
+from lhotse import CutSet
+from lhotse.features.base import FeatureExtractor
+from lhotse.features.io import KaldiWriter, LilcomChunkyWriter
+cuts, extractor_yaml, out, writer = sys.argv[1:5]
+if extractor_yaml.endswith("emotk.yaml"):
+    import emotk.features.lhotse_extractor  # registers emotk-fbank
+torch.set_num_threads(1)
+CutSet.from_file(cuts).compute_and_store_features(
+    extractor=FeatureExtractor.from_yaml(extractor_yaml), storage_path=out, num_jobs=1, progress_bar=False,
+    storage_type={"lilcom": LilcomChunkyWriter, "kaldi": KaldiWriter}[writer])
+"""
+
+KNF_OPTIONS = """
+import kaldi_native_fbank as knf
+opts = knf.FbankOptions()  # fbank40: Kaldi's defaults with 40 bins, no dither, high_freq at Nyquist
+opts.frame_opts.dither = 0.0
+opts.mel_opts.num_bins = 40
+opts.mel_opts.high_freq = 0.0
+
+def knf_fbank(samples, sr):
+    fb = knf.OnlineFbank(opts)
+    fb.accept_waveform(sr, samples.tolist())
+    fb.input_finished()
+    return np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
+"""
+
+KNF_SCRIPT = """
+import sys
+import kaldi_native_io as kio
+import numpy as np
+import soundfile as sf
+""" + KNF_OPTIONS + """
+wav_scp, out = sys.argv[1:3]
+writer = kio.FloatMatrixWriter(f"ark,scp:{out}.ark,{out}.scp")
+for line in open(wav_scp):
+    utt, path = line.split(maxsplit=1)
+    samples, sr = sf.read(path.strip(), dtype="int16")  # Kaldi's scale
+    writer.write(utt, knf_fbank(samples.astype(np.float32), sr))
+writer.close()
+"""
+
+# Compute only: audio is read in chunks of 600 utterances, outside the timed calls.
+COMPUTE_SCRIPT = """
+import sys, time
+import numpy as np
+import soundfile as sf
+method, wav_scp, fbank40 = sys.argv[1:4]
+paths = [line.split(maxsplit=1)[1].strip() for line in open(wav_scp)]
+if method == "emotk":
+    from emotk.features.extract import computer_for, load_feature_config
+    comp = computer_for(load_feature_config(fbank40))
+    if "torch" in sys.modules:  # the torch.fft path of an older commit
+        sys.modules["torch"].set_num_threads(1)
+    def run(wavs):
+        for b in range(0, len(wavs), 20):  # 60 s of audio per call, as extract-fbank batches
+            comp.compute(wavs[b:b + 20])
+elif method == "lhotse":
+    import torch
+    from emotk.features.extract import load_feature_config
+    from emotk.features.lhotse_extractor import lhotse_native
+    torch.set_num_threads(1)
+    ex = lhotse_native(load_feature_config(fbank40))
+    def run(wavs):
+        for w in wavs:
+            ex.extract(w, 16000)
+else:
+""" + "\n".join("    " + line for line in KNF_OPTIONS.splitlines()) + """
+    def run(wavs):
+        for w in wavs:
+            knf_fbank(w * 32768, 16000)
+cpu = 0.0
+for b in range(0, len(paths), 600):
+    wavs = [sf.read(p, dtype="float32")[0] for p in paths[b:b + 600]]
+    start = time.process_time()
+    run(wavs)
+    cpu += time.process_time() - start
+print(cpu)
+"""
 
 
 def make_corpus(root: Path, n: int, seed: int = 0) -> Path:
@@ -50,7 +136,7 @@ def make_corpus(root: Path, n: int, seed: int = 0) -> Path:
     wav, utt2spk = {}, {}
     for i in range(n):
         spk = f"spk{i % 10:02d}"
-        utt = f"{spk}-utt{i:04d}"
+        utt = f"{spk}-utt{i:05d}"
         f0 = rng.uniform(100, 300)
         x = 0.3 * np.sin(2 * np.pi * (f0 * t + rng.uniform(100, 800) * t**2)) + 0.05 * rng.standard_normal(len(t))
         path = root / "wav" / f"{utt}.wav"
@@ -69,176 +155,143 @@ def fresh_copy(data: Path, dst: Path) -> Path:
     return dst
 
 
-def cpu_time(fn) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
-
-
-def run_emotk(data: Path) -> None:
-    from emotk.features.extract import load_feature_config
-    from emotk.features.pipeline import extract_data_dir
-
-    extract_data_dir(data, load_feature_config(ROOT / "conf/features/fbank40.yaml"), log=lambda m: None)
-
-
-def run_lhotse(data: Path, out: Path, writer: str) -> None:
+def lhotse_inputs(data: Path, tmp: Path) -> dict[str, Path]:
+    """The cuts manifest of a data dir and the two extractor configs, written before any timing."""
     from lhotse import CutSet
-    from lhotse.features.io import KaldiWriter, LilcomChunkyWriter
 
     from emotk.data.lhotse_bridge import data_dir_to_manifests
-    from emotk.features.extract import lhotse_extractor, load_feature_config
+    from emotk.features.extract import load_feature_config
+    from emotk.features.lhotse_extractor import EmotkFbank, lhotse_native
 
     recs, sups = data_dir_to_manifests(data)
-    cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
-    # lhotse's storage checks num_frames against duration / frame_shift, which needs snip_edges false
-    # (same work per frame, 2 frames more per utterance).
-    ext = lhotse_extractor(dict(load_feature_config(ROOT / "conf/features/fbank40.yaml"), snip_edges=False))
-    storage = {"lilcom": LilcomChunkyWriter, "kaldi": KaldiWriter}[writer]
-    start = time.process_time()
-    cuts.compute_and_store_features(extractor=ext, storage_path=out, storage_type=storage, num_jobs=1,
-                                    progress_bar=False)
-    return time.process_time() - start
+    CutSet.from_manifests(recordings=recs).to_file(tmp / "cuts.jsonl.gz")
+    lhotse_native(dict(load_feature_config(FBANK40), snip_edges=False)).to_yaml(tmp / "lhotse.yaml")
+    EmotkFbank().to_yaml(tmp / "emotk.yaml")  # fbank40 with snip_edges false
+    return {"cuts": tmp / "cuts.jsonl.gz", "lhotse": tmp / "lhotse.yaml", "emotk": tmp / "emotk.yaml"}
 
 
-def load_wavs(data: Path) -> list[np.ndarray]:
-    import soundfile as sf
-
-    from emotk.data.datadir import DataDir
-
-    d = DataDir(data)
-    return [sf.read(d.wav_path(u), dtype="float32")[0] for u in d.utts]
-
-
-def compute_only(wavs: list[np.ndarray]) -> dict[str, float]:
-    import kaldi_native_fbank as knf
-
-    from emotk.features.extract import FeatureComputer, lhotse_extractor, load_feature_config
-
-    c = load_feature_config(ROOT / "conf/features/fbank40.yaml")
-    opts = knf.FbankOptions()
-    opts.frame_opts.dither = 0.0
-    opts.mel_opts.num_bins = 40
-    opts.mel_opts.high_freq = 0.0
-
-    def knf_all():
-        for w in wavs:
-            fb = knf.OnlineFbank(opts)
-            fb.accept_waveform(SR, (w * 32768).tolist())
-            fb.input_finished()
-            np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)])
-
-    comp = FeatureComputer(c)
-
-    def emotk_all():
-        for b in range(0, len(wavs), 20):
-            comp.compute(wavs[b:b + 20])
-
-    lh = lhotse_extractor(c)
-    return {"knf": cpu_time(knf_all), "emotk": cpu_time(emotk_all),
-            "lhotse": cpu_time(lambda: [lh.extract(w, SR) for w in wavs])}
+def ref_tree(commit: str, dst: Path) -> Path:
+    """The emotk package of ``commit``, for PYTHONPATH."""
+    dst.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "emotk"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dst)], input=archive.stdout, check=True)
+    return dst
 
 
-def child(args) -> None:
-    """Run one extraction in this (fresh) process; print CPU seconds and peak RSS as JSON."""
-    import torch
+def measure_size(data: Path, tmp: Path, runs: dict, ref_env: dict | None) -> None:
+    """One interleaved round of every measurement on one corpus; keeps the best figures in ``runs``."""
+    lh = lhotse_inputs(data, tmp) if not (tmp / "cuts.jsonl.gz").exists() else \
+        {"cuts": tmp / "cuts.jsonl.gz", "lhotse": tmp / "lhotse.yaml", "emotk": tmp / "emotk.yaml"}
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = {
+        "emotk": lambda out: run_python(CLI, "extract-fbank", fresh_copy(data, out), "--config", FBANK40, env=env),
+        "lhotse_lilcom": lambda out: run_python(LHOTSE_SCRIPT, lh["cuts"], lh["lhotse"], out, "lilcom", env=env),
+        "lhotse_kaldi": lambda out: run_python(LHOTSE_SCRIPT, lh["cuts"], lh["lhotse"], out, "kaldi", env=env),
+        "lhotse_emotk": lambda out: run_python(LHOTSE_SCRIPT, lh["cuts"], lh["emotk"], out, "lilcom", env=env),
+        "knf": lambda out: (out.mkdir(), run_python(KNF_SCRIPT, data / "wav.scp", out / "feats", env=env))[1],
+    }
+    if ref_env is not None:
+        whole["emotk_ref"] = lambda out: run_python(CLI, "extract-fbank", fresh_copy(data, out), "--config", FBANK40,
+                                                    env=ref_env)
+    for name, run in whole.items():
+        out = tmp / f"out_{name}"
+        r = run(out)
+        shutil.rmtree(out, ignore_errors=True)
+        best = runs.setdefault(name, {})
+        for key in ("wall", "cpu", "peak_mb"):
+            best[key] = min(best.get(key, float("inf")), r[key])
+    compute = {m: env for m in ("emotk", "lhotse", "knf")}
+    for method, e in [*compute.items(), *([("emotk_ref", ref_env)] if ref_env is not None else [])]:
+        r = run_python(COMPUTE_SCRIPT, method.removesuffix("_ref"), data / "wav.scp", FBANK40, env=e)
+        key = f"compute_{method}"
+        runs[key] = min(runs.get(key, float("inf")), float(r["stdout"].split()[-1]))
 
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
-    data, out = Path(args.data), Path(args.out)
-    if args.child == "emotk":
-        secs = cpu_time(lambda: run_emotk(data))
-    else:
-        secs = run_lhotse(data, out, "lilcom")
-    print(json.dumps({"cpu": secs, "maxrss_mb": peak_rss_mb()}))
+
+WHOLE_ROWS = [
+    ("emotk", "(a) `emotk extract-fbank` (wav -> ark/scp)"),
+    ("emotk_ref", "(a) `emotk extract-fbank` at {ref} (torch.fft path)"),
+    ("lhotse_lilcom", "(b) lhotse compute_and_store_features, Fbank, LilcomChunkyWriter"),
+    ("lhotse_kaldi", "(b) lhotse compute_and_store_features, Fbank, KaldiWriter"),
+    ("lhotse_emotk", "(b) lhotse compute_and_store_features, EmotkFbank, LilcomChunkyWriter"),
+    ("knf", "(c) kaldi-native-fbank + kaldi-native-io (wav -> ark/scp)"),
+]
+COMPUTE_ROWS = [
+    ("compute_emotk", "emotk FeatureComputer (numpy + scipy.fft)"),
+    ("compute_emotk_ref", "emotk FeatureComputer at {ref} (torch.fft)"),
+    ("compute_lhotse", "lhotse Fbank.extract"),
+    ("compute_knf", "kaldi-native-fbank OnlineFbank"),
+]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS. On Linux ru_maxrss also counts the parent's RSS at fork/exec time
-    (the kernel carries the old image's high-water mark over exec), so read VmHWM instead."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def memory_run(method: str, data: Path, out: Path) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--child", method, "--data", str(data), "--out", str(out)],
-                       capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def table(results: dict, sizes: list[float], ref: str | None) -> list[str]:
+    names = [f"{m:g} min" if m < 60 else f"{m / 60:g} h" for m in sizes]
+    lines = ["Whole processes (imports counted): wall and CPU seconds, x real time = audio seconds / CPU seconds, "
+             "speed against lhotse's Fbank with LilcomChunkyWriter by CPU time, peak memory (VmHWM of the process):", "",
+             "| method | " + " | ".join(f"{n}: wall s | CPU s | x real time | vs lhotse | peak MB" for n in names) + " |",
+             "|---|" + "---:|" * (5 * len(names))]
+    for key, label in WHOLE_ROWS:
+        if key not in results[sizes[0]]:
+            continue
+        cells = []
+        for m in sizes:
+            r, base = results[m][key], results[m]["lhotse_lilcom"]
+            cells += [f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{m * 60 / r['cpu']:.0f}", f"{base['cpu'] / r['cpu']:.2f}x",
+                      f"{r['peak_mb']:.0f}"]
+        lines.append(f"| {label.format(ref=ref)} | " + " | ".join(cells) + " |")
+    lines += ["", "Compute only (audio in memory; CPU seconds of the feature calls, x real time):", "",
+              "| method | " + " | ".join(f"{n}: CPU s | x real time" for n in names) + " |",
+              "|---|" + "---:|" * (2 * len(names))]
+    for key, label in COMPUTE_ROWS:
+        if key not in results[sizes[0]]:
+            continue
+        cells = []
+        for m in sizes:
+            cells += [f"{results[m][key]:.2f}", f"{m * 60 / results[m][key]:.0f}"]
+        lines.append(f"| {label.format(ref=ref)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--utts", type=int, default=200, help="corpus size for the speed comparison")
-    p.add_argument("--sizes", default="50,200,800", help="corpus sizes for the memory runs")
-    p.add_argument("--repeats", type=int, default=3, help="runs per method; the fastest counts")
-    p.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
-    p.add_argument("--child", choices=["emotk", "lhotse"], help=argparse.SUPPRESS)
-    p.add_argument("--data", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--minutes", default="30,240", help="corpus sizes in minutes of audio")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved runs per corpus; the fastest counts")
+    p.add_argument("--ref", help="also measure the emotk of this git commit (e.g. e98889e, the torch.fft path)")
+    p.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     args = p.parse_args()
-    if args.child:
-        return child(args)
-
-    import torch
-
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
+    sizes = [float(m) for m in args.minutes.split(",")]
     load_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench_fbank."))
+    results: dict[float, dict] = {}
     try:
-        data = make_corpus(tmp / "c", args.utts)
-        audio = args.utts * SECONDS
-        best: dict[str, float] = {}
-
-        def keep(name, secs):
-            best[name] = min(best.get(name, float("inf")), secs)
-
-        run_emotk(fresh_copy(data, tmp / "warm"))  # imports and first-call set-up are not counted
-        for r in range(args.repeats):  # interleaved, so load changes hit every method alike
-            keep("emotk_e2e", cpu_time(lambda: run_emotk(fresh_copy(data, tmp / f"e{r}"))))
-            for writer in ("lilcom", "kaldi"):
-                keep(f"lhotse_e2e_{writer}", run_lhotse(data, tmp / f"l{writer}{r}", writer))
-            wavs = load_wavs(data)
-            for k, v in compute_only(wavs).items():
-                keep(f"{k}_compute", v)
-        mem = []
-        for n in [int(x) for x in args.sizes.split(",")]:
-            d = make_corpus(tmp / f"m{n}", n, seed=n)
-            e = memory_run("emotk", d, tmp / f"me{n}")
-            lh = memory_run("lhotse", d, tmp / f"ml{n}")
-            mem.append((n, e, lh))
+        ref_env = None
+        if args.ref:
+            ref_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ref_tree(args.ref, tmp / "ref")))
+        os.chdir(tmp)  # python -c puts the working directory first on sys.path: not the checkout
+        for m in sizes:
+            n = round(m * 60 / SECONDS)
+            data = make_corpus(tmp / f"c{n}", n, seed=n)
+            results[m] = {}
+            for _ in range(args.repeats):
+                measure_size(data, tmp / f"c{n}", results[m], ref_env)
+            shutil.rmtree(tmp / f"c{n}")
     finally:
+        os.chdir(ROOT)
         shutil.rmtree(tmp, ignore_errors=True)
     load_end = os.getloadavg()
 
-    rows = [
-        ("(a) emotk extract-fbank, end to end (wav -> ark/scp)", "emotk_e2e"),
-        ("(b) lhotse compute_and_store_features, LilcomChunkyWriter", "lhotse_e2e_lilcom"),
-        ("(b) lhotse compute_and_store_features, KaldiWriter", "lhotse_e2e_kaldi"),
-        ("(c) kaldi-native-fbank, compute only", "knf_compute"),
-        ("(d) emotk, compute only", "emotk_compute"),
-        ("(e) lhotse Fbank.extract, compute only", "lhotse_compute"),
-    ]
-    cmd = "python benchmarks/bench_fbank.py" + (f" --utts {args.utts}" if args.utts != 200 else "")
+    import lhotse
+    import scipy
+
+    cmd = "python benchmarks/bench_fbank.py" + (f" --minutes {args.minutes}" if args.minutes != "30,240" else "") + \
+        (f" --repeats {args.repeats}" if args.repeats != 2 else "") + (f" --ref {args.ref}" if args.ref else "")
     lines = [
-        *section_head(HEADING, load_start[0], load_end[0], f"torch {torch.__version__}; single thread", cmd),
-        f"{args.utts} utterances x {SECONDS:g} s at 16 kHz ({audio / 60:.0f} min of audio), fbank40 config; "
-        f"fastest of {args.repeats} interleaved runs; real-time factor = audio seconds / CPU seconds.", "",
-        "| method | CPU s | x real time | vs lhotse (lilcom) |", "|---|---:|---:|---:|",
+        *section_head(HEADING, load_start[0], load_end[0],
+                      f"numpy {np.__version__}, scipy {scipy.__version__}, lhotse {lhotse.__version__}; single thread",
+                      cmd),
+        f"3 s utterances at 16 kHz, fbank40 config (lhotse: snip_edges false, 2 frames more per utterance); "
+        f"fastest of {args.repeats} interleaved runs.", "",
+        *table(results, sizes, args.ref),
     ]
-    for label, key in rows:
-        lines.append(f"| {label} | {best[key]:.2f} | {audio / best[key]:.0f} | {best['lhotse_e2e_lilcom'] / best[key]:.2f}x |")
-    lines += ["", "Peak memory (VmHWM of a fresh process that imports torch and extracts; the parent's RSS is not counted) as the corpus grows:", "",
-              "| utterances | emotk MB | emotk x real time | lhotse (lilcom) MB | lhotse x real time |",
-              "|---:|---:|---:|---:|---:|"]
-    for n, e, lh in mem:
-        lines.append(f"| {n} | {e['maxrss_mb']:.0f} | {n * SECONDS / e['cpu']:.0f} | {lh['maxrss_mb']:.0f} | "
-                     f"{n * SECONDS / lh['cpu']:.0f} |")
     publish(HEADING, lines, not args.no_write)
 
 
