@@ -95,9 +95,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: 40-bin log-mel fbank, 25 ms / 10 ms ($feat_config)"
   for p in $parts; do
     [ -d $data/$p ] || continue
-    $train_cmd JOB=1:$nj $exp/log/fbank_$p.JOB.log \
-      emotk extract-fbank $data/$p --config $feat_config --nj $nj --job JOB
-    emotk validate-data-dir $data/$p --require feats.scp
+    "$EMOTK_ROOT/steps/make_fbank.sh" --cmd "$train_cmd" --nj $nj --config $feat_config $data/$p $exp/log
   done
 fi
 
@@ -133,14 +131,14 @@ train_one() {  # train_one MODEL DIM SEED: train (resumable, skipped when done),
   local m=$1 d=$2 s=$3 dir=$exp/$1/$2/seed$3 dimopt="heads.labels.dims=[$2]" config
   if [ "$d" = joint ]; then dimopt="heads.labels.dims=null"; fi
   config=$(config_for $m $d)
-  $train_cmd $dir/train.out emotk train --config "$config" \
-    --train $fit --valid $select --exp $dir --seed $s --resume \
-    --set train.num_threads=1 --set train.epochs=$epochs --set train.patience=$patience \
-    --set heads.labels.loss=$loss --set "$dimopt" --set inputs.feats.norm=$norm
+  "$EMOTK_ROOT/steps/train.sh" --cmd "$train_cmd" --seed $s --opts "--resume --set train.num_threads=1 \
+    --set train.epochs=$epochs --set train.patience=$patience --set heads.labels.loss=$loss --set $dimopt \
+    --set inputs.feats.norm=$norm" "$config" $fit $select $dir
   for p in dev test; do
     [ -d $data/$p ] || continue
     if [ ! -f $dir/predictions/$p/heads.yaml ] || [ $dir/checkpoints/best.pt -nt $dir/predictions/$p/heads.yaml ]; then
-      $train_cmd $dir/infer_$p.out emotk infer --model $dir $data/$p --batch-size 1
+      "$EMOTK_ROOT/steps/decode.sh" --cmd "$train_cmd" --set $p --skip-scoring true --infer-opts "--batch-size 1" \
+        $dir $data/$p
     fi
   done
 }
@@ -168,8 +166,9 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
     [ -d $dir/predictions ] || continue
     for p in dev test; do
       [ -f $data/$p/labels.scp ] || continue   # the AVEC test labels are withheld
-      emotk score --metric ccc,rmse,pcc --ref $data/$p --hyp $dir/predictions/$p --tag $m \
-        $([ $r = ensemble ] && echo --ensemble) $([ $p = dev ] && [ $selection = dev ] && echo --selection-set)
+      "$EMOTK_ROOT/steps/decode.sh" --cmd "$decode_cmd" --stage 1 --set $p --score-opts "--metric ccc,rmse,pcc \
+        --tag $m $([ $r = ensemble ] && echo --ensemble) $([ $p = dev ] && [ $selection = dev ] && echo --selection-set)" \
+        $dir $data/$p
     done
   done; done; done
 fi
