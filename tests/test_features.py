@@ -48,7 +48,7 @@ def knf_features(wav, c):
     f.frame_length_ms, f.frame_shift_ms = c["frame_length"] * 1000, c["frame_shift"] * 1000
     f.preemph_coeff, f.remove_dc_offset, f.window_type = c["preemph_coeff"], c["remove_dc_offset"], c["window_type"]
     o.mel_opts.num_bins, o.mel_opts.low_freq, o.mel_opts.high_freq = c["num_filters"], c["low_freq"], c["high_freq"]
-    o.use_energy = c["use_energy"]
+    o.use_energy, o.raw_energy, o.energy_floor = c["use_energy"], c["raw_energy"], c["energy_floor"]
     if c["type"] == "mfcc":
         o.num_ceps, o.cepstral_lifter = c["num_ceps"], c["cepstral_lifter"]
     ex = knf.OnlineFbank(o) if c["type"] == "fbank" else knf.OnlineMfcc(o)
@@ -69,9 +69,12 @@ def test_features_match_kaldi_native_fbank(name):
 
 def test_energy_options_and_lhotse_native_agree():
     wav = chirp(2.0, seed=1)
-    c = normalize_config({"type": "fbank", "sample_rate": 16000, "num_filters": 23, "use_energy": True})
-    ours = compute_features(wav, 16000, c)
-    assert ours.shape[1] == 24 and np.abs(ours - knf_features(wav, c)).max() < 1e-3
+    for kind, raw, floor in (("fbank", True, 0.0), ("fbank", False, 1.0), ("mfcc", True, 0.0), ("mfcc", False, 1e12)):  # 1e12: above every frame
+        c = normalize_config({"type": kind, "sample_rate": 16000, "num_filters": 23, "use_energy": True,
+                              "raw_energy": raw, "energy_floor": floor})
+        ours = compute_features(wav, 16000, c)
+        assert ours.shape[1] == (24 if kind == "fbank" else 13)
+        assert np.abs(ours - knf_features(wav, c)).max() < 1e-3, (kind, raw, floor)
     c = load_feature_config(CONF / "fbank40.yaml")
     lhotse = lhotse_native(c).extract(wav * 32768, 16000)  # lhotse works on the scale it is given
     assert np.abs(compute_features(wav, 16000, c) - lhotse).max() < 1e-3
