@@ -490,3 +490,179 @@ def test_ensemble_of_heads_dirs(tmp_path):
 def test_report_without_scores_fails(tmp_path):
     (tmp_path / "exp").mkdir()
     assert_one_line_error(emotk("report", tmp_path / "exp", "--out", tmp_path / "R.md"), "no scores/test.json")
+
+
+# Test conditions and paper-layout tables --------------------------------------------------------
+
+def build_sets_tree(tmp_path):
+    """Protocol tvt, one fold: cldnn_s with 3 seeds scored on test and test_noisy, cldnn_t with 2 seeds
+    on test only, cldnn_s seed 1 also scored on its valid set. Returns the references and predictions
+    {(system, set): [(ref, hyp), ...]} and the fold's training labels."""
+    rng = np.random.default_rng(21)
+    test_ref, _ = random_run(rng, ["s1", "s2"], n_per_spk=12)
+    noisy_ref = {f"{u}-n": lab for u, lab in test_ref.items()}
+    train = {f"{s}_t{i}": "sad" if i < 5 else CLASSES[i % 4] for s in ("s3", "s4") for i in range(8)}
+    fold = make_fold(tmp_path / "data/folds/tvt", "tvt-1", "tvt", test_ref, train)
+    make_data_dir(fold / "test_noisy", noisy_ref)
+    make_data_dir(fold / "valid", {"s5_v0": "ang", "s5_v1": "hap"})
+    runs = {}
+    for tag, seeds, sets in (("cldnn_s", [1, 2, 3], {"test": test_ref, "test_noisy": noisy_ref}),
+                             ("cldnn_t", [1, 2], {"test": test_ref})):
+        for seed in seeds:
+            exp = tmp_path / f"exp/{tag}/tvt/tvt-1/seed{seed}"
+            for set_name, ref in sets.items():
+                p_ok = 0.8 - 0.1 * seed - (0.3 if set_name == "test_noisy" else 0)
+                hyp = {u: lab if rng.random() < p_ok else CLASSES[rng.integers(4)] for u, lab in ref.items()}
+                score(fold / set_name, write_predictions(exp / f"predictions/{set_name}.txt", hyp))
+                runs.setdefault((tag, set_name), []).append((ref, hyp))
+            if tag == "cldnn_s" and seed == 1:
+                score(fold / "valid", write_predictions(exp / "predictions/valid.txt", {"s5_v0": "ang", "s5_v1": "ang"}))
+    return runs, train
+
+
+def _sk(pairs, fn, **kw):
+    """A metric of every run by scikit-learn, from the references and predictions themselves."""
+    out = []
+    for ref, hyp in pairs:
+        utts = sorted(ref)
+        out.append(fn([ref[u] for u in utts], [hyp[u] for u in utts], **kw))
+    return out
+
+
+def _cell(values, n=None):
+    text = f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1):.1f}"
+    return text + (f" (n={n})" if n is not None else "")
+
+
+TABLES = [
+    {"title": "Table 4: convolution types, UA %", "metric": "ua", "head": "emotion",
+     "rows": [{"label": "S-CLDNN", "system": "cldnn_s"}, {"label": "T-CLDNN", "system": "cldnn_t"},
+              {"label": "any CLDNN", "system": "cldnn_*"}],
+     "cols": [{"label": "clean", "protocol": "tvt", "set": "test"},
+              {"label": "noisy", "protocol": "tvt", "set": "test_noisy"}]},
+    {"title": "Table 5: per-class F1 %", "metric": "f1:sad",
+     "rows": [{"label": "S-CLDNN", "system": "cldnn_s"}],
+     "cols": [{"label": "clean", "set": "test"}, {"label": "noisy", "set": "test_noisy"}]},
+]
+
+
+def _table_row(text, title, label):
+    part = text.split(f"### {title}", 1)[1]
+    return next(line for line in part.splitlines() if line.startswith(f"| {label} |")).strip("| ").split(" | ")
+
+
+def test_report_sets_and_paper_tables(tmp_path):
+    runs, train = build_sets_tree(tmp_path)
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump(TABLES))
+    out = tmp_path / "RESULTS.md"
+    r = emotk("report", tmp_path / "exp", "--out", out, "--sets", "test,test_noisy", "--tables", tables)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    ua = {k: _sk(v, balanced_accuracy_score) for k, v in runs.items()}
+    assert np.std(ua[("cldnn_s", "test")], ddof=1) > 0.01
+    # cells: mean ± std of the matching runs; cell sizes differ (3, 2, 5, ...), so each says its n
+    t4 = "Table 4: convolution types, UA %"
+    assert _table_row(text, t4, "S-CLDNN") == ["S-CLDNN", _cell(ua[("cldnn_s", "test")], 3), _cell(ua[("cldnn_s", "test_noisy")], 3)]
+    assert _table_row(text, t4, "T-CLDNN") == ["T-CLDNN", _cell(ua[("cldnn_t", "test")], 2), "-"]  # never scored noisy
+    pooled = ua[("cldnn_s", "test")] + ua[("cldnn_t", "test")]  # a glob pools the systems it matches
+    assert _table_row(text, t4, "any CLDNN") == ["any CLDNN", _cell(pooled, 5), _cell(ua[("cldnn_s", "test_noisy")], 3)]
+    assert "any CLDNN: `cldnn_s`, `cldnn_t`" in text
+    majority_ua = _sk([(ref, {u: "sad" for u in ref}) for ref, _ in runs[("cldnn_s", "test")]], balanced_accuracy_score)[0]
+    assert _table_row(text, t4, "*chance*")[1:] == ["25.0", "25.0"]
+    assert _table_row(text, t4, "*majority*")[1:] == [f"{100 * majority_ua:.1f}"] * 2
+    # per-class F1 (one head: no head key needed); the majority row is sklearn's F1 of predicting 'sad' always
+    f1 = {k: _sk(runs[k], f1_score, labels=["sad"], average=None) for k in (("cldnn_s", "test"), ("cldnn_s", "test_noisy"))}
+    f1 = {k: [float(v[0]) for v in vs] for k, vs in f1.items()}
+    t5 = "Table 5: per-class F1 %"
+    assert _table_row(text, t5, "S-CLDNN") == ["S-CLDNN", _cell(f1[("cldnn_s", "test")]), _cell(f1[("cldnn_s", "test_noisy")])]
+    ref = runs[("cldnn_s", "test")][0][0]
+    majority_f1 = f1_score([ref[u] for u in sorted(ref)], ["sad"] * len(ref), labels=["sad"], average=None)[0]
+    assert 0 < majority_f1 < 1
+    assert _table_row(text, t5, "*majority*")[1:] == [f"{100 * majority_f1:.1f}"] * 2
+    assert _table_row(text, t5, "*chance*")[1:] == ["-", "-"]  # no per-class F1 of a uniform guess is recorded
+    assert "3 runs per cell" in text.split(f"### {t5}", 1)[1]
+    # each table states its runs' protocol and records with the report's own sentences
+    part = text.split(f"### {t5}", 1)[1].split("## Protocol", 1)[0]
+    assert "- Protocols: `tvt`: speaker-independent (fold.yaml of every test set)." in part
+    assert "not recorded (no provenance record in 6 of 6 runs)" in part
+    # the standard sections stay, one per protocol and set, after the tables; valid is never read
+    assert text.index("## Tables in the papers' layout") < text.index("## Protocol `tvt`, set `test`: speaker-independent")
+    assert text.index("## Protocol `tvt`, set `test`:") < text.index("## Protocol `tvt`, set `test_noisy`:")
+    noisy = text.split("## Protocol `tvt`, set `test_noisy`:", 1)[1]
+    assert _row(noisy, "### Class heads", "cldnn_s").split(" | ")[6] == _cell(ua[("cldnn_s", "test_noisy")])
+    assert "| cldnn_t |" not in noisy
+    assert "valid" not in text.replace("valid sets", "").replace("train or valid", "").replace("train and valid", "")
+
+
+def test_report_tables_add_their_sets(tmp_path):
+    runs, _ = build_sets_tree(tmp_path)
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump(TABLES[1:]))
+    out = tmp_path / "R.md"
+    r = emotk("report", tmp_path / "exp", "--out", out, "--tables", tables)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "## Protocol `tvt`, set `test_noisy`:" in text  # the figures of a table always have their section
+
+
+def test_report_refuses_sets_other_than_test(tmp_path):
+    build_sets_tree(tmp_path)
+    out = tmp_path / "R.md"
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--sets", "test,valid"), "--sets", "'valid'")
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--sets", "test/../valid"), "--sets")
+    tables = tmp_path / "t.yaml"
+    bad = [{**TABLES[0], "cols": [{"label": "dev", "set": "valid"}]}]
+    tables.write_text(yaml.safe_dump(bad))
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), "[0].cols[0].set", "'valid'")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda t: t.pop("metric"), "[0].metric: missing"),
+    (lambda t: t.update(metric="uar"), "[0].metric: unknown metric 'uar'"),
+    (lambda t: t.update(colour="red"), "[0].colour: unknown key"),
+    (lambda t: t["rows"][1].pop("system"), "[0].rows[1].system: missing"),
+    (lambda t: t.update(rows=[]), "[0].rows: a non-empty list expected"),
+    (lambda t: t["cols"][1].update(label=None), "[0].cols[1].label: a non-empty text expected"),
+    (lambda t: t.update(cols="clean"), "[0].cols: a non-empty list expected"),
+])
+def test_bad_tables_file_names_the_key(tmp_path, change, key):
+    (tmp_path / "exp").mkdir()
+    table = json.loads(json.dumps(TABLES[0]))
+    change(table)
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump([table]))
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", tmp_path / "R.md", "--tables", tables),
+                          f"{tables}: {key}")
+
+
+def test_tables_checked_against_the_runs(tmp_path):
+    build_sets_tree(tmp_path)
+    tables = tmp_path / "tables.yaml"
+    out = tmp_path / "R.md"
+    tables.write_text(yaml.safe_dump([{**TABLES[1], "metric": "f1:angry"}]))  # no such class
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), "[0].metric", "'f1:angry'", "f1:sad")
+    tables.write_text("- title: [unclosed\n")
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), str(tables), "not valid YAML")
+    assert not out.exists()
+
+
+def test_table_head_and_protocol_needed_only_when_ambiguous(tmp_path):
+    from emotk.evaluation.report import find_scores, load_runs
+    from emotk.evaluation.tables import load_tables, render_tables
+
+    build_sets_tree(tmp_path)
+    fold = make_fold(tmp_path / "data/folds/random", "sd-1", "random", TEST_REF, TRAIN, speaker_independent=False)
+    score(fold / "test", write_predictions(tmp_path / "exp/cldnn_s/random/sd-1/seed1/predictions/test.txt", TEST_HYP))
+    runs = [r for p in find_scores([tmp_path / "exp"]) for r in load_runs(p)]
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump([{**TABLES[1], "cols": [{"label": "clean"}]}]))
+    with pytest.raises(Exception, match=r"\[0\]\.cols\[0\]\.protocol: needed, .* random, tvt"):
+        render_tables(load_tables(tables), runs)
+    tables.write_text(yaml.safe_dump([{**TABLES[1], "cols": [{"label": "sd", "protocol": "random"}, {"label": "x", "protocol": "loso"}]}]))
+    text = "\n".join(render_tables(load_tables(tables), runs))
+    utts = sorted(TEST_REF)
+    sd_f1 = f1_score([TEST_REF[u] for u in utts], [TEST_HYP[u] for u in utts], labels=["sad"], average=None)[0]
+    assert f"| S-CLDNN | {100 * sd_f1:.1f} | - |" in text  # one run: no ±; loso: no run
+    assert "`random`: **speaker-dependent: same speakers in train and test**" in text

@@ -51,23 +51,27 @@ def score_cmd(
 
 @app.command("report")
 def report_cmd(
-    exp_dirs: List[Path] = typer.Argument(..., help="Exp dirs searched (recursively) for scores/test.json."),
+    exp_dirs: List[Path] = typer.Argument(..., help="Exp dirs searched (recursively) for scores/<set>.json."),
     out: Path = typer.Option(..., "--out", help="Markdown file to write, e.g. recipes/emodb/RESULTS.md."),
     title: str = typer.Option("Results", "--title", help="Heading of the report."),
     note: Optional[str] = typer.Option(None, "--note", help="Text shown in bold at the top, e.g. 'SYNTHETIC CORPUS - not comparable to published numbers'."),
     draws: int = typer.Option(1000, "--bootstrap-draws", help="Draws of the speaker bootstrap for the UA confidence interval and the paired comparisons."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Add, per head, a paired comparison of every system against the best (as 'emotk compare')."),
+    sets: str = typer.Option("test", "--sets", help="Comma-separated test conditions, each read from scores/<set>.json; names must begin with 'test' (test,test_noisy)."),
+    tables: Optional[Path] = typer.Option(None, "--tables", help="YAML list of tables in a paper's layout (title, metric, head, rows of systems, cols of protocol and set), put before the standard sections; the sets they name are read too."),
 ):
-    """Tables of test scores, one per protocol and head kind, a row per (system, head): mean ± std over folds x seeds, a speaker-bootstrap 95% CI for UA, chance and majority baselines; statements on protocol, selection set, normalization and disjointness derived from the runs' records; paired comparisons against the best system.
+    """Tables of test scores, one per protocol, test set and head kind, a row per (system, head): mean ± std over folds x seeds, a speaker-bootstrap 95% CI for UA, chance and majority baselines; statements on protocol, selection set, normalization and disjointness derived from the runs' records; paired comparisons against the best system. With --tables, also tables in a paper's layout (a cell: mean ± std over the runs of a system, protocol and set), each with its baselines and statements.
 
-    Example: emotk report exp/emodb --out recipes/emodb/RESULTS.md --note "SYNTHETIC CORPUS"
+    Example: emotk report exp/emodb --out recipes/emodb/RESULTS.md --note "SYNTHETIC CORPUS" --sets test,test_noisy --tables tables.yaml
     """
-    from emotk.evaluation.report import report
+    from emotk.evaluation.report import parse_sets, report
 
-    runs = report(exp_dirs, out, title=title, note=note, n_draws=draws, seed=seed, compare=compare)
-    groups = {(r.protocol, r.system, r.head) for r in runs}
-    log(f"{out}: {len(runs)} runs in {len(groups)} rows, {len({r.protocol for r in runs})} protocols")
+    runs = report(exp_dirs, out, title=title, note=note, n_draws=draws, seed=seed, compare=compare,
+                  sets=parse_sets(sets), tables_file=tables)
+    groups = {(r.protocol, r.set, r.system, r.head) for r in runs}
+    log(f"{out}: {len(runs)} runs in {len(groups)} rows, {len({r.protocol for r in runs})} protocols, "
+        f"sets {' '.join(dict.fromkeys(r.set for r in runs))}")
 
 
 @app.command("compare")

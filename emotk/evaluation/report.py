@@ -1,8 +1,9 @@
-"""``emotk report``: RESULTS.md tables from the ``scores/test.json`` files of many runs.
+"""``emotk report``: RESULTS.md tables from the ``scores/<set>.json`` files of many runs.
 
-One row per (system, head): a system is a model tag (an ensemble of a tag is its own system),
-and runs are grouped using the metadata each scores file carries, so the exp tree's depth and
-naming do not matter.  Only test scores are read.
+One section per (protocol, test set), one row per (system, head): a system is a model tag (an
+ensemble of a tag is its own system), and runs are grouped using the metadata each scores file
+carries, so the exp tree's depth and naming do not matter.  Only test sets are read: a set name
+must begin with ``test`` (``test``, ``test_noisy``), so a valid set is never reported.
 
 Every sentence about protocol, selection set, normalization and disjointness is derived from
 the runs' records (the fold metadata, the provenance summary and the disjointness check that
@@ -13,6 +14,7 @@ the runs' records (the fold metadata, the provenance summary and the disjointnes
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ class Run:
     ensemble: bool
     kind: str
     metrics: dict[tuple[str, ...], float] = field(default_factory=dict)
+    set: str = "test"
 
     @property
     def scores(self) -> dict:
@@ -70,6 +73,22 @@ REPRODUCIBILITY = ("Reproducibility: the same command on the same machine, with 
                    "byte-identical predictions and this file. Bit-identity does not hold across CPUs or on a GPU: "
                    "their floating-point differences move single runs, which is why rows are means over folds and "
                    "seeds with their spread.")
+
+
+def check_test_set(name: str, where: str) -> str:
+    """A set name the report may read: begins with ``test``, a plain file name."""
+    if not isinstance(name, str) or not re.fullmatch(r"test[\w.-]*", name):
+        raise EmotkError(f"{where}: {name!r} is not a test set (a set name must begin with 'test' and be a plain "
+                         "file name: valid sets are never reported)")
+    return name
+
+
+def parse_sets(spec: str) -> list[str]:
+    """``"test,test_noisy"`` -> ``["test", "test_noisy"]``, each checked, duplicates dropped."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise EmotkError("--sets: no set named (e.g. --sets test,test_noisy)")
+    return list(dict.fromkeys(check_test_set(n, "--sets") for n in names))
 
 
 def find_scores(exp_dirs: Sequence[Path], set_name: str = "test") -> list[Path]:
@@ -121,7 +140,7 @@ def load_runs(path: Path) -> list[Run]:
     return [Run(path=path, data=data, head=head, protocol=fold.get("protocol") or "unspecified",
                 speaker_independent=fold.get("speaker_independent"), tag=str(tag), model_name=name,
                 fold=fold.get("name") or "(no fold.yaml)", seed=data.get("seed"), ensemble=bool(data.get("ensemble")),
-                kind=h["kind"], metrics=_flatten(h["metrics"]))
+                kind=h["kind"], metrics=_flatten(h["metrics"]), set=path.stem)
             for head, h in data["heads"].items()]
 
 
@@ -131,10 +150,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
 
 
-def _fmt(key: tuple[str, ...], values: Sequence[float], n_runs: int) -> str:
-    scale, digits = (100.0, 1) if key[-1] in PERCENT_METRICS else (1.0, 3)
+def format_mean_std(values: Sequence[float], percent: bool) -> str:
+    """``"62.3 ± 1.4"`` (in % when ``percent``, else 3 decimals); no ± for a single value."""
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
     m, s = mean_std(values)
-    text = f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if s is not None else "")
+    return f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if s is not None else "")
+
+
+def _fmt(key: tuple[str, ...], values: Sequence[float], n_runs: int) -> str:
+    text = format_mean_std(values, key[-1] in PERCENT_METRICS)
     return text + (f" (n={len(values)})" if len(values) != n_runs else "")
 
 
@@ -155,7 +179,7 @@ def pooled_speaker_confusions(runs: Sequence[Run]) -> tuple[list[str], dict[str,
     return labels, pooled
 
 
-def _baseline(runs: Sequence[Run], name: str, metric: str) -> str:
+def baseline_text(runs: Sequence[Run], name: str, metric: str) -> str:
     """Mean over runs, in %; "-" when a run has no such baseline."""
     values = [(r.scores["baselines"].get(name) or {}).get(metric) for r in runs]
     return "-" if None in values else f"{100 * np.mean(values):.1f}"
@@ -182,21 +206,27 @@ def _table(rows: dict[tuple[str, str], list[Run]], kind: str, n_draws: int, seed
                 point = ua_from_confusion(sum(per_spk.values()))
                 lo, hi = speaker_bootstrap_ua(per_spk, n_draws=n_draws, seed=seed)
                 cells.append(f"{100 * point:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] ({len(per_spk)} spk)")
-            cells.append(_baseline(runs, "chance", "ua"))
-            cells.append(f"{_baseline(runs, 'majority', 'ua')} / {_baseline(runs, 'majority', 'wa')}")
+            cells.append(baseline_text(runs, "chance", "ua"))
+            cells.append(f"{baseline_text(runs, 'majority', 'ua')} / {baseline_text(runs, 'majority', 'wa')}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 # Statements derived from the records -------------------------------------------------------------
 
-def _protocol_heading(protocol: str, runs: Sequence[Run]) -> str:
+def protocol_status(runs: Sequence[Run]) -> str:
+    """Speaker independence of a protocol's runs, from their fold.yaml records."""
     flags = {r.speaker_independent for r in runs}
     if False in flags:
-        return f"## Protocol `{protocol}`: **speaker-dependent: same speakers in train and test**"
+        return "**speaker-dependent: same speakers in train and test**"
     if flags == {True}:
-        return f"## Protocol `{protocol}`: speaker-independent (fold.yaml of every test set)"
-    return f"## Protocol `{protocol}`: speaker independence not recorded (no fold.yaml beside the reference data dir)"
+        return "speaker-independent (fold.yaml of every test set)"
+    return "speaker independence not recorded (no fold.yaml beside the reference data dir)"
+
+
+def _section_heading(protocol: str, set_name: str | None, runs: Sequence[Run]) -> str:
+    where = f"Protocol `{protocol}`" + (f", set `{set_name}`" if set_name else "")
+    return f"## {where}: {protocol_status(runs)}"
 
 
 def _count_text(counter: Counter, n: int, describe=str) -> str:
@@ -259,7 +289,7 @@ def statements(runs: Sequence[Run]) -> list[str]:
     return out
 
 
-def _majority_sources(runs: Sequence[Run]) -> str:
+def majority_sources(runs: Sequence[Run]) -> str:
     sources = Counter((r.scores["baselines"].get("majority") or {}).get("source", "not available (no training labels found)")
                       for r in runs if r.kind == "class")
     return _count_text(sources, sum(sources.values()))
@@ -273,20 +303,18 @@ def _test_speakers(runs: Sequence[Run]) -> str:
     return "Test speakers per fold: " + "; ".join(f"`{f}`: {' '.join(map(str, s)) or '?'}" for f, s in folds.items())
 
 
-def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: str | None,
-                 n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True) -> str:
-    from emotk.evaluation.compare import comparison_table
-
-    by_protocol: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        by_protocol[r.protocol].append(r)
-    n_files = len({r.path for r in runs})
+def _intro(title: str, note: str | None, n_files: int, roots: Sequence[Path], sets: Sequence[str],
+           n_draws: int, seed: int) -> list[str]:
     out = [f"# {title}", ""]
     if note:
         out += [f"**{note}**", ""]
-    out += [
-        f"Generated by `emotk report` from {n_files} test-score files (`scores/test.json`) under "
-        + ", ".join(f"`{p}`" for p in roots) + ". Only **test** scores are read.",
+    files = ", ".join(f"`scores/{s}.json`" for s in sets)
+    only = ("Only **test** scores are read." if list(sets) == ["test"] else
+            f"Only **test** sets are read ({', '.join(f'`{s}`' for s in sets)}: a set name must begin with `test`), "
+            "one section per protocol and set.")
+    return out + [
+        f"Generated by `emotk report` from {n_files} test-score files ({files}) under "
+        + ", ".join(f"`{p}`" for p in roots) + f". {only}",
         "",
         "- One row per (system, head). Mean ± std is over all runs of a row (folds × seeds; the runs column "
         "gives their number, `(n=...)` where a metric has fewer); std is the sample standard deviation "
@@ -302,30 +330,59 @@ def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: s
         f"- {REPRODUCIBILITY}",
         "",
     ]
-    for protocol in sorted(by_protocol):
-        p_runs = by_protocol[protocol]
-        out += [_protocol_heading(protocol, p_runs), "", *statements(p_runs), ""]
-        for kind in HEAD_KINDS:
-            rows: dict[tuple[str, str], list[Run]] = defaultdict(list)
-            for r in p_runs:
-                if r.kind == kind:
-                    rows[(r.system, r.head)].append(r)
-            if not rows:
-                continue
-            out += [f"### {KIND_TITLES[kind]}", ""] + _table(rows, kind, n_draws, seed) + [""]
-            if kind == "class":
-                out += [f"Majority class taken from: {_majority_sources(p_runs)}.", ""]
-            if compare:
-                for head in sorted({h for _, h in rows}):
-                    systems = {s: sorted({r.path for r in rs}) for (s, h), rs in rows.items() if h == head}
-                    if len(systems) > 1:
-                        out += comparison_table(systems, head, n_draws=n_draws, seed=seed) + [""]
-        out += [_test_speakers(p_runs), ""]
+
+
+def _section(heading: str, runs: Sequence[Run], n_draws: int, seed: int, compare: bool) -> list[str]:
+    """Statements, one table per head kind and paired comparisons for the runs of one protocol and set."""
+    from emotk.evaluation.compare import comparison_table
+
+    out = [heading, "", *statements(runs), ""]
+    for kind in HEAD_KINDS:
+        rows: dict[tuple[str, str], list[Run]] = defaultdict(list)
+        for r in runs:
+            if r.kind == kind:
+                rows[(r.system, r.head)].append(r)
+        if not rows:
+            continue
+        out += [f"### {KIND_TITLES[kind]}", ""] + _table(rows, kind, n_draws, seed) + [""]
+        if kind == "class":
+            out += [f"Majority class taken from: {majority_sources(runs)}.", ""]
+        if compare:
+            for head in sorted({h for _, h in rows}):
+                systems = {s: sorted({r.path for r in rs}) for (s, h), rs in rows.items() if h == head}
+                if len(systems) > 1:
+                    out += comparison_table(systems, head, n_draws=n_draws, seed=seed) + [""]
+    return out + [_test_speakers(runs), ""]
+
+
+def build_report(runs: Sequence[Run], roots: Sequence[Path], title: str, note: str | None,
+                 n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True,
+                 sets: Sequence[str] = ("test",), tables: Sequence = ()) -> str:
+    """The intro, the paper-layout ``tables`` (:mod:`emotk.evaluation.tables`) if any, then one
+    section per (protocol, set) in the order of ``sets``."""
+    from emotk.evaluation.tables import render_tables
+
+    sections: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for r in runs:
+        sections[(r.protocol, r.set)].append(r)
+    out = _intro(title, note, len({r.path for r in runs}), roots, sets, n_draws, seed)
+    out += render_tables(tables, runs)
+    named = list(sets) != ["test"]
+    for protocol, set_name in sorted(sections, key=lambda k: (k[0], list(sets).index(k[1]))):
+        p_runs = sections[(protocol, set_name)]
+        heading = _section_heading(protocol, set_name if named else None, p_runs)
+        out += _section(heading, p_runs, n_draws, seed, compare)
     return "\n".join(out)
 
 
 def report(exp_dirs: Sequence[Path], out: Path, title: str = "Results", note: str | None = None,
-           n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True) -> list[Run]:
-    runs = [r for p in find_scores(exp_dirs) for r in load_runs(p)]
-    write_text(out, build_report(runs, exp_dirs, title, note, n_draws, seed, compare))
+           n_draws: int = N_DRAWS, seed: int = 0, compare: bool = True, sets: Sequence[str] = ("test",),
+           tables_file: Path | None = None) -> list[Run]:
+    """Write RESULTS.md for the scores of ``sets`` (plus the sets the tables file names) under ``exp_dirs``."""
+    from emotk.evaluation.tables import load_tables
+
+    tables = load_tables(tables_file) if tables_file is not None else []
+    sets = list(dict.fromkeys([*(check_test_set(s, "sets") for s in sets), *(c.set for t in tables for c in t.cols)]))
+    runs = [r for s in sets for p in find_scores(exp_dirs, s) for r in load_runs(p)]
+    write_text(out, build_report(runs, exp_dirs, title, note, n_draws, seed, compare, sets, tables))
     return runs
