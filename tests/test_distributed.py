@@ -44,16 +44,17 @@ TRAIN_ARGS = ["--config", str(ROOT / "conf" / "model" / "ldnn_small.yaml"),
               "--set", "model.params.dropout=0.0", "--set", "inputs.feats.norm=none",
               "--set", "inputs.feats.splice=[0,0]", "--set", "train.max_frames=40", "--set", "train.batch_size=5",
               "--set", f"train.epochs={EPOCHS}", "--set", f"train.patience={EPOCHS}", "--set", "train.num_threads=1"]
-LOG_LINE = re.compile(r"epoch=(\d+) train_loss=(\S+) valid_loss=(\S+) valid_ua=(\S+)")
+LOG_LINE = re.compile(r"epoch=(\d+) train_loss=(\S+) valid_loss=(\S+) valid_\w+?=(\S+)")
 
 
 def env(**extra) -> dict:
     return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OMP_NUM_THREADS="1", **extra)
 
 
-def emotk_train(data: dict, exp: Path, *extra: str, nproc: int = 0, **env_extra) -> subprocess.CompletedProcess:
+def emotk_train(data: dict, exp: Path, *extra: str, nproc: int = 0, config: list[str] = TRAIN_ARGS,
+                **env_extra) -> subprocess.CompletedProcess:
     """``emotk train`` alone (nproc 0) or under ``torchrun --standalone --nproc_per_node nproc``."""
-    args = ["train", "--train", str(data["train"]), "--valid", str(data["valid"]), "--exp", str(exp), *TRAIN_ARGS, *extra]
+    args = ["train", "--train", str(data["train"]), "--valid", str(data["valid"]), "--exp", str(exp), *config, *extra]
     launcher = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={nproc}", "--no-python"] if nproc else []
     return subprocess.run([*launcher, str(BIN / "emotk"), *args], capture_output=True, text=True, env=env(**env_extra),
                           cwd=exp.parent, timeout=600)
@@ -176,11 +177,30 @@ def test_killed_and_resumed_under_torchrun_ends_with_the_same_weights(runs, data
     assert killed.returncode != 0 and f"exitcode  : {TEST_EXIT_CODE}" in killed.stderr, killed.stderr
     assert torch.load(exp / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
     assert not (exp / "done").exists()
+    refused = emotk_train(data, exp, nproc=2)   # an error on rank 0 ends every rank and is said once
+    assert refused.returncode != 0
+    assert len(re.findall(r"^emotk: error: .*holds an unfinished training run; use --resume", refused.stderr, re.M)) == 1
     resumed = emotk_train(data, exp, "--resume", nproc=2)
     assert resumed.returncode == 0, resumed.stderr
     assert len(re.findall(r"resuming after epoch 2 ", resumed.stderr)) == 1
     assert same_weights(model_state(exp / "checkpoints" / "last.pt"), model_state(runs["two"] / "checkpoints" / "last.pt"))
     assert np.array_equal(curve(exp)[:, 1:], curve(runs["two"])[:, 1:])
+
+
+def test_heads_trained_one_at_a_time_under_torchrun(data, tmp_path):
+    """train.head_order random: a step's loss uses one head, so the other head's layers get no gradient
+    in it (DDP must look for unused parameters); both ranks still end with the same weights."""
+    cfg = tmp_path / "split_mlp.yaml"
+    cfg.write_text("model: {name: split_mlp, params: {channels: [4], kernels: [3], pools: [2], hidden: [8], dropout: 0.0}}\n"
+                   "inputs: {feats: {kind: feats, norm: none}}\n"
+                   "heads: {emotion: {kind: class, labels: utt2emo}, level: {kind: regression, labels: utt2level, loss: mse}}\n"
+                   "train: {head_order: random, epochs: 2, patience: 2, batch_size: 5, num_threads: 1}\n")
+    exp = tmp_path / "exp"
+    r = emotk_train(data, exp, nproc=2, config=["--config", str(cfg)], **{TEST_DUMP_ENV: str(tmp_path / "dump")})
+    assert r.returncode == 0, r.stderr
+    rank0, rank1 = model_state(tmp_path / "dump" / "rank0.pt"), model_state(tmp_path / "dump" / "rank1.pt")
+    assert same_weights(rank0, rank1) and same_weights(rank0, model_state(exp / "checkpoints" / "last.pt"))
+    assert len(curve(exp)) == 2
 
 
 # Device and mixed precision on this machine ------------------------------------------------------

@@ -17,8 +17,8 @@ Exact up to float32 summation order: losses that are means over examples (cross-
 class weights or with equal ones, utterance-level MSE). Not exact: class-weighted cross-entropy
 with unequal weights (each part is normalized by its own weight sum), CCC (batch moments per
 part), frame-level losses (means over each part's frames), BatchNorm (statistics per part; the
-running statistics are rank 0's, DDP broadcasts them at each forward) and dropout (each rank
-draws its own masks).
+running statistics are rank 0's, broadcast by DDP at each forward and by the trainer after each
+epoch) and dropout (each rank draws its own masks).
 
 Validation runs once, on rank 0 with the unwrapped model, and its result is broadcast: early
 stopping, the plateau scheduler and the best checkpoint decide the same on every rank. Rank 0
@@ -134,6 +134,12 @@ class Context:
                 raise EmotkError(value)
             raise SystemExit(1)
         return value
+
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, which updated its own from its part."""
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
 
     def sum(self, x: float) -> float:
         if not self.distributed:

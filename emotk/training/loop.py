@@ -325,6 +325,7 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
                 bar.set_postfix(loss=f"{loss:.4f}")
         if bar is not None:
             bar.close()
+        ctx.sync_buffers(model)
         total = ctx.sum(total)
         valid_loss, metric, per_head = ctx.on_main(lambda: validate(model, valid_ds, losses, cfg, device, amp))
         improved = metric > state["best_metric"]
