@@ -4,8 +4,9 @@
 #                  [JOB=1:N] LOGFILE command args...
 # Submits one array job (sbatch --array=1-N%K), waits for it by polling squeue, and fails like
 # local/run_local.sh when a task fails; Ctrl-C or a kill cancels the job. Resource options map to
-# sbatch options through conf/slurm.conf (see the comments there). Needs Slurm's client commands
-# on PATH (and SLURM_CONF exported when the cluster's config is not in /etc/slurm).
+# sbatch options through conf/slurm.conf (see the comments there); each task runs with --num-threads
+# threads (default 1), the CPUs it asked for. Needs Slurm's client commands on PATH (and
+# SLURM_CONF exported when the cluster's config is not in /etc/slurm).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${EMOTK_PYTHON:-$root/.venv/bin/python}"
 [ -x "$py" ] || py=python3

@@ -2,8 +2,9 @@
 
 K is ``--max-jobs-run``, by default the number of cores this process may use; with ``--gpu N``
 and no ``--max-jobs-run``, the number of GPUs ``nvidia-smi -L`` lists divided by N (the cores
-when there is none).  Other resource options (``--mem``, ``--time``, ``--num-threads``) mean
-nothing here and are ignored, so a recipe's ``$cmd`` lines work with either backend.
+when there is none).  ``--num-threads N`` sets each task's thread count, as under Slurm
+(:func:`emotk.jobs.task.task_env`); ``--mem`` and ``--time`` mean nothing here and are ignored, so a
+recipe's ``$cmd`` lines work with either backend.
 """
 
 from __future__ import annotations

@@ -129,9 +129,9 @@ def parse_args(args: list[str], cwd: str | None = None) -> JobSpec:
     logfile, argv = rest[0], rest[1:]
     if name and end > start and name not in logfile:
         raise EmotkError(f"{end - start + 1} tasks would share the log file {logfile}: put {name} in its name")
-    if "max_jobs_run" in options:
-        v = options["max_jobs_run"]
-        if not v.isdigit() or int(v) < 1:
-            raise EmotkError(f"--max-jobs-run must be a positive integer, got {v!r}")
+    for opt in ("max_jobs_run", "num_threads"):
+        v = options.get(opt)
+        if v is not None and (not v.isdigit() or int(v) < 1):
+            raise EmotkError(f"--{opt.replace('_', '-')} must be a positive integer, got {v!r}")
     return JobSpec(argv=argv, logfile=logfile, cwd=cwd or os.getcwd(), name=name, start=start, end=end,
                    options=options)

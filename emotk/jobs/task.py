@@ -11,6 +11,11 @@ same wherever the task ran::
     ...the command's stdout and stderr...
     # Accounting: time=3.21 s
     # Ended (code 0) at 2024-05-01T10:00:03
+
+A task runs with ``--num-threads`` threads (default 1, Kaldi's rule) under both backends: the
+thread variables of OpenMP, MKL and OpenBLAS are set to it, so torch and numpy use as many cores
+as Slurm allocated (``--cpus-per-task``), not every core of the node, and a task computes with the
+same thread count, hence the same floating-point results, wherever it runs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,15 @@ class TaskResult:
     code: int | None
     note: str = ""              # what the backend knows besides the log (e.g. Slurm's state)
     other_log: Path | None = None   # the backend's own output for the task (Slurm's --output file)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def task_env(spec: JobSpec) -> dict[str, str]:
+    """The caller's environment with the task's thread count (``--num-threads``, default 1)."""
+    threads = spec.options.get("num_threads", "1")
+    return {**os.environ, **{v: threads for v in THREAD_VARIABLES}}
 
 
 def _now() -> str:
@@ -78,7 +92,7 @@ def run_task(spec: JobSpec, task: int, on_start: Callable[[subprocess.Popen], No
         f.flush()
         try:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                 cwd=spec.cwd, start_new_session=True)
+                                 cwd=spec.cwd, env=task_env(spec), start_new_session=True)
         except OSError as e:
             f.write(f"cannot run {argv[0]}: {e.strerror}\n")
             code = 127
