@@ -213,15 +213,18 @@ def read_noise(path: str, offset: float, num_samples: int, sample_rate: int) -> 
                 if start + num_samples <= total:
                     f.seek(start)
                     return to_mono(f.read(num_samples, dtype="float32", always_2d=True), path)
-                x = to_mono(f.read(dtype="float32", always_2d=True), path)
-                return np.take(x, np.arange(start, start + num_samples) % total)
+                return _looped(to_mono(f.read(dtype="float32", always_2d=True), path), start, num_samples)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise EmotkError(f"{path}: cannot read noise audio: {e}") from None
     x = _resampled(path, sample_rate)
     if x.size == 0:
         raise EmotkError(f"{path}: empty noise file after resampling")
-    start = int(round(offset * sample_rate)) % x.size
-    return np.take(x, np.arange(start, start + num_samples) % x.size)
+    return _looped(x, int(round(offset * sample_rate)) % x.size, num_samples)
+
+
+def _looped(x: np.ndarray, start: int, num_samples: int) -> np.ndarray:
+    """``num_samples`` samples of ``x`` read as a loop from ``start`` (< len(x))."""
+    return np.resize(np.concatenate([x[start:], x[:start]]), num_samples)
 
 
 def audio_info(paths: Iterable[str | Path]) -> dict[str, tuple[int, float]]:
