@@ -151,3 +151,36 @@ def test_enterface_recipe_end_to_end(tmp_path):
     r2 = run_recipe(tmp_path, "--stage", "3", "--stop-stage", "4")
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert feats.stat().st_mtime_ns == before and "kept as they are" in r2.stderr
+
+
+def test_probe_table_means_over_runs_and_refuses_bad_input(tmp_path):
+    import numpy as np
+    import pytest
+
+    from emotk.analysis.probe_table import append_to, parse_row
+    from emotk.errors import EmotkError
+
+    values = {"seed1": (0.50, 0.70), "seed2": (0.60, 0.90)}  # (cnn, blstm) probe UA of two runs
+    for seed, (cnn, blstm) in values.items():
+        d = tmp_path / "exp" / seed / "probe"
+        d.mkdir(parents=True)
+        (d / "probe.tsv").write_text("module\tlabel\tclasses\tprobe_ua\tinertia_ratio\n"
+                                     f"cnn\temotion\t6\t{cnn}\t0.5\nblstm\temotion\t6\t{blstm}\t0.25\n"
+                                     "cnn\tspeaker\t3\tnan\t2.0\nblstm\tspeaker\t3\tnan\t1.0\n")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Report\n")
+    append_to(results, [parse_row(f"T-CLDNN={tmp_path}/exp/seed*/probe"), parse_row(f"none={tmp_path}/nothing/*")],
+              ["emotion", "speaker"])
+    text = results.read_text()
+    assert text.startswith("# Report\n")
+    cnn, blstm = zip(*values.values())
+    expected = [f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}" for v in (cnn, blstm)]
+    assert table_row(text[text.index("### Table 5"):], "T-CLDNN") == ["2", *expected]
+    assert table_row(text[text.index("### Table 5"):], "none") == ["0", "-", "-"]
+    speaker = text[text.index("label `speaker`"):]
+    assert table_row(speaker, "T-CLDNN") == ["2", "2.000 ± 0.000", "1.000 ± 0.000"]
+    with pytest.raises(EmotkError, match="expected LABEL=GLOB"):
+        parse_row("no-glob")
+    (tmp_path / "exp/seed2/probe/probe.tsv").write_text("module\tlabel\n")
+    with pytest.raises(EmotkError, match="not a probe-modules table"):
+        append_to(results, [parse_row(f"x={tmp_path}/exp/seed*/probe")], ["emotion"])
