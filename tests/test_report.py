@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emotk.data.ark import write_ark_scp
 from emotk.data.datadir import read_table, spk2utt_from, write_table
+from emotk.errors import EmotkError
 from emotk.evaluation.score import score
 
 EMOTK = str(Path(sys.executable).parent / "emotk")
@@ -409,6 +410,19 @@ def test_heads_yaml_scores_every_head(tmp_path):
     assert "### Class heads" in text and "### Regression heads (utterance level)" in text
     assert re.search(r"^\| exp \| arousal \| - \| 1 \| 1 \| 1 \| " + f"{a['ccc']:.3f}", text, re.M)
     assert re.search(r"^\| exp \| emotion \|", text, re.M)
+    # a paper table over runs with two heads must name its head, and the metric must be the head's
+    tables = tmp_path / "tables.yaml"
+    table = {"title": "T", "metric": "ccc", "rows": [{"label": "E", "system": "exp"}], "cols": [{"label": "c"}]}
+    tables.write_text(yaml.safe_dump([table]))
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), "[0].head: needed", "arousal, emotion")
+    tables.write_text(yaml.safe_dump([{**table, "head": "emotion"}]))
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), "[0].metric", "'ccc'")
+    tables.write_text(yaml.safe_dump([{**table, "head": "valence"}]))
+    assert_one_line_error(emotk("report", tmp_path / "exp", "--out", out, "--tables", tables), "[0].head: 'valence'")
+    tables.write_text(yaml.safe_dump([{**table, "head": "arousal"}]))
+    assert emotk("report", tmp_path / "exp", "--out", out, "--tables", tables).returncode == 0
+    text = out.read_text().split("### T", 1)[1]
+    assert f"| E | {a['ccc']:.3f} |" in text and "*chance*" not in text  # no class baselines for a regression head
 
 
 def test_report_continuous_with_ensemble(tmp_path):
@@ -449,6 +463,16 @@ def test_report_continuous_with_ensemble(tmp_path):
     assert "speaker independence not recorded" in text
     # the report compares the systems paired on the same recordings: the ensemble is the best
     assert "| ldnn (ensemble) (best) |" in text
+    # a frame-level dimension in a paper table: ccc:<dim>
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump([{"title": "Table 1", "metric": "ccc:valence", "cols": [{"label": "dev", "set": "test"}],
+                                       "rows": [{"label": "single", "system": "ldnn"}, {"label": "fused", "system": "ldnn (ensemble)"}]}]))
+    r = emotk("report", tmp_path / "exp", "--out", out, "--tables", tables)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    vals = [m["valence"]["ccc"] for m in singles]
+    assert f"| single | {np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f} (n=3) |" in text
+    assert f"| fused | {s2['valence']['ccc']:.3f} (n=1) |" in text
 
 
 def test_ensemble_of_heads_dirs(tmp_path):
@@ -592,7 +616,7 @@ def test_report_sets_and_paper_tables(tmp_path):
     noisy = text.split("## Protocol `tvt`, set `test_noisy`:", 1)[1]
     assert _row(noisy, "### Class heads", "cldnn_s").split(" | ")[6] == _cell(ua[("cldnn_s", "test_noisy")])
     assert "| cldnn_t |" not in noisy
-    assert "valid" not in text.replace("valid sets", "").replace("train or valid", "").replace("train and valid", "")
+    assert "from 8 test-score files" in text and "s5" not in text  # scores/valid.json (speaker s5) is never read
 
 
 def test_report_tables_add_their_sets(tmp_path):
@@ -658,7 +682,7 @@ def test_table_head_and_protocol_needed_only_when_ambiguous(tmp_path):
     runs = [r for p in find_scores([tmp_path / "exp"]) for r in load_runs(p)]
     tables = tmp_path / "tables.yaml"
     tables.write_text(yaml.safe_dump([{**TABLES[1], "cols": [{"label": "clean"}]}]))
-    with pytest.raises(Exception, match=r"\[0\]\.cols\[0\]\.protocol: needed, .* random, tvt"):
+    with pytest.raises(EmotkError, match=r"\[0\]\.cols\[0\]\.protocol: needed, .* random, tvt"):
         render_tables(load_tables(tables), runs)
     tables.write_text(yaml.safe_dump([{**TABLES[1], "cols": [{"label": "sd", "protocol": "random"}, {"label": "x", "protocol": "loso"}]}]))
     text = "\n".join(render_tables(load_tables(tables), runs))

@@ -177,6 +177,8 @@ def _table_runs(spec: TableSpec, runs: Sequence[Run]) -> list[Run]:
     found = [r for r in runs if any(_matches(r, row, col) for row in spec.rows for col in spec.cols)]
     heads = sorted({r.head for r in found})
     if spec.head is not None:
+        if found and spec.head not in heads:
+            raise EmotkError(f"{spec.where}.head: {spec.head!r} is not a head of the table's runs ({', '.join(heads)})")
         found = [r for r in found if r.head == spec.head]
     elif len(heads) > 1:
         raise EmotkError(f"{spec.where}.head: needed, the table's runs have heads {', '.join(heads)}")
