@@ -112,8 +112,8 @@ def _table_spec(value, where: str) -> TableSpec:
         set_name = check_test_set(_text(c.get("set", "test"), f"{key}.set"), f"{key}.set")
         cols.append(Col(_text(c["label"], f"{key}.label"), protocol, set_name))
     head = _text(t["head"], f"{where}.head") if "head" in t else None
-    return TableSpec(where, _text(t["title"], f"{where}.title"),
-                     check_metric(_text(t["metric"], f"{where}.metric"), f"{where}.metric"), head, tuple(rows), tuple(cols))
+    metric = check_metric(_text(t["metric"], f"{where}.metric"), f"{where}.metric")
+    return TableSpec(where, _text(t["title"], f"{where}.title"), metric, head, tuple(rows), tuple(cols))
 
 
 def load_tables(path: Path) -> list[TableSpec]:
@@ -202,8 +202,8 @@ def _col_protocol(col: Col, spec: TableSpec, runs: Sequence[Run]) -> str:
 
 def _notes(spec: TableSpec, runs: Sequence[Run], per_cell: str) -> list[str]:
     head = spec.head or (runs[0].head if runs else "-")
-    systems = "; ".join(f"{row.label}: " + (", ".join(f"`{s}`" for s in sorted({r.system for r in runs if _in_row(r, row)}))
-                                            or "no run") for row in spec.rows)
+    matched = [(row.label, sorted({r.system for r in runs if _in_row(r, row)})) for row in spec.rows]
+    systems = "; ".join(f"{label}: " + (", ".join(f"`{s}`" for s in names) or "no run") for label, names in matched)
     cols = "; ".join(f"{c.label}: protocol `{_col_protocol(c, spec, runs)}`, set `{c.set}`" for c in spec.cols)
     out = [f"`{spec.metric}` of head `{head}`: mean ± std (ddof=1) over the runs (folds × seeds) of a cell; "
            f"{per_cell}; `-`: no run. Rows (systems): {systems}. Columns: {cols}.", ""]
