@@ -236,7 +236,8 @@ train_one() {  # train_one TAG PROTOCOL FOLD SEED CONFIG KIND
     "$EMOTK_ROOT/steps/train.sh" --cmd "$train_cmd" --seed $s --opts "$opts" \
       $config $data/folds/$p/$f/train $data/folds/$p/$f/valid $dir
   else
-    "$EMOTK_ROOT/steps/train.sh" --cmd "$cuda_cmd" --seed $s --opts "$train_opts --set train.num_threads=1" \
+    # --resume: a run interrupted with the recipe continues from its last checkpoint when re-run
+    "$EMOTK_ROOT/steps/train.sh" --cmd "$cuda_cmd" --seed $s --opts "$train_opts --set train.num_threads=1 --resume" \
       $config $data/$kind/folds/$p/$f/train_aug $data/$kind/folds/$p/$f/valid $dir
   fi
 }
