@@ -10,7 +10,7 @@ import audmetric
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from emotk.data.ark import write_ark_scp
 from emotk.data.datadir import read_table, spk2utt_from, write_table
@@ -567,6 +567,8 @@ TABLES = [
     {"title": "Table 5: per-class F1 %", "metric": "f1:sad",
      "rows": [{"label": "S-CLDNN", "system": "cldnn_s"}],
      "cols": [{"label": "clean", "set": "test"}, {"label": "noisy", "set": "test_noisy"}]},
+    {"title": "Recall of sad and angry %", "metric": "recall:sad",
+     "rows": [{"label": "S-CLDNN", "system": "cldnn_s"}], "cols": [{"label": "clean", "set": "test"}]},
 ]
 
 
@@ -606,6 +608,11 @@ def test_report_sets_and_paper_tables(tmp_path):
     assert _table_row(text, t5, "*majority*")[1:] == [f"{100 * majority_f1:.1f}"] * 2
     assert _table_row(text, t5, "*chance*")[1:] == ["-", "-"]  # no per-class F1 of a uniform guess is recorded
     assert "3 runs per cell" in text.split(f"### {t5}", 1)[1]
+    # per-class recall: a uniform guess recalls 1/K of every class, the majority predictor all of its class
+    recall = [float(v[0]) for v in _sk(runs[("cldnn_s", "test")], recall_score, labels=["sad"], average=None)]
+    t6 = "Recall of sad and angry %"
+    assert _table_row(text, t6, "S-CLDNN")[1] == _cell(recall)
+    assert _table_row(text, t6, "*chance*")[1] == "25.0" and _table_row(text, t6, "*majority*")[1] == "100.0"
     # each table states its runs' protocol and records with the report's own sentences
     part = text.split(f"### {t5}", 1)[1].split("## Protocol", 1)[0]
     assert "- Protocols: `tvt`: speaker-independent (fold.yaml of every test set)." in part
@@ -617,6 +624,10 @@ def test_report_sets_and_paper_tables(tmp_path):
     assert _row(noisy, "### Class heads", "cldnn_s").split(" | ")[6] == _cell(ua[("cldnn_s", "test_noisy")])
     assert "| cldnn_t |" not in noisy
     assert "from 8 test-score files" in text and "s5" not in text  # scores/valid.json (speaker s5) is never read
+    tables.write_text(yaml.safe_dump([{**TABLES[2], "metric": "recall:ang"}]))
+    r = emotk("report", tmp_path / "exp", "--out", out, "--tables", tables)
+    assert r.returncode == 0, r.stderr
+    assert _table_row(out.read_text(), t6, "*majority*")[1] == "0.0"  # 'ang' is never the majority's answer
 
 
 def test_report_tables_add_their_sets(tmp_path):

@@ -139,15 +139,22 @@ def run_metrics(run: Run) -> dict[str, float]:
     return out
 
 
-def _majority_class_f1(run: Run, cls: str) -> float | None:
-    """F1 of ``cls`` when every utterance is given the training majority class: precision is the
-    class's share of the test set and recall 1 for that class, 0 for any other class."""
-    majority = run.scores["baselines"].get("majority")
-    if not majority:
+def _per_class_baseline(run: Run, name: str, measure: str, cls: str) -> float | None:
+    """Recall or F1 of one class for the baselines, from the scores' counts; None where not derived.
+
+    A uniform guess among K classes has expected recall 1/K for every class. Always answering the
+    training majority class gives that class recall 1 and precision its share of the test set (F1
+    2n/(N+n)), any other class 0."""
+    baseline = run.scores["baselines"].get(name)
+    if not baseline:
         return None
+    if name == "chance":
+        return baseline["ua"] if measure == "recall" else None
     counts = run.scores["counts"]
     n, total = counts["per_class"].get(cls, 0), counts["utterances"]
-    return 2 * n / (total + n) if cls == majority["class"] and n else 0.0
+    if cls != baseline["class"] or not n:
+        return 0.0 if measure in ("recall", "f1") else None
+    return {"recall": 1.0, "f1": 2 * n / (total + n)}.get(measure)
 
 
 def _baseline_cell(runs: Sequence[Run], name: str, metric: str) -> str:
@@ -156,10 +163,8 @@ def _baseline_cell(runs: Sequence[Run], name: str, metric: str) -> str:
     measure, _, target = metric.partition(":")
     if not target:
         return baseline_text(runs, name, measure)
-    if name == "majority" and measure == "f1":
-        values = [_majority_class_f1(r, target) for r in runs]
-        return "-" if None in values else f"{100 * np.mean(values):.1f}"
-    return "-"
+    values = [_per_class_baseline(r, name, measure, target) for r in runs]
+    return "-" if None in values else f"{100 * np.mean(values):.1f}"
 
 
 # Rendering -----------------------------------------------------------------------------------------
