@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emotk.errors import EmotkError
+from emotk.jobs.spec import parse_args
 from tests.launchers import counting_task, run_launcher, runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,3 +221,67 @@ def test_recipe_stage_gives_the_same_features_under_both_backends(slurm_env, tmp
     assert len(arks) == 2 and arks == sorted(p.name for p in (local / "data").glob("*.ark"))
     for ark in arks:
         assert (slurm / "data" / ark).read_bytes() == (local / "data" / ark).read_bytes()
+
+
+# --- the same threads and the same results under both backends (issue 10) -----------------------
+
+THREAD_PROBE = [sys.executable, "-c", "import os, torch; print('threads', os.environ['OMP_NUM_THREADS'], "
+                "torch.get_num_threads())"]
+
+
+@pytest.mark.parametrize("launcher", [SLURM, RUN_LOCAL], ids=["slurm", "local"])
+def test_a_task_computes_with_the_threads_it_asked_for(slurm_env, tmp_path, launcher):
+    """--num-threads N (default 1) is the task's thread count under both backends, whatever the caller set."""
+    env = dict(slurm_env, OMP_NUM_THREADS="7")
+    for opts, n in (([], 1), (["--num-threads", "2"], 2)):
+        r = run_launcher(launcher, env, tmp_path, *opts, f"log/threads{n}.log", *THREAD_PROBE, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert f"\nthreads {n} {n}\n" in (tmp_path / f"log/threads{n}.log").read_text()
+
+
+def test_num_threads_must_be_a_positive_integer():
+    with pytest.raises(EmotkError, match="--num-threads must be a positive integer, got '0'"):
+        parse_args(["--num-threads", "0", "x.log", "true"], cwd="/w")
+
+
+EMODB = ROOT / "recipes" / "emodb" / "run.sh"
+
+
+def run_emodb(env: dict, work: Path, backend: str) -> subprocess.CompletedProcess:
+    """The EmoDB recipe at CI size (as tests/test_recipe_emodb.py; LOSO, the fbank CNN-LSTM and one openSMILE
+    SVM, their fusion; the raw-waveform model left out: minutes per run on two cores) into ``work``."""
+    args = ["--synthetic-size", "56", "--synthetic-dir", str(work / "corpus"), "--data", str(work / "data"),
+            "--exp", str(work / "exp"), "--results", str(work / "RESULTS.md"), "--train-opts", "--set train.epochs=2",
+            "--seeds", "1", "--valid-speakers", "1", "--nj", "2", "--protocols", "loso", "--raw-model-config", "",
+            "--opensmile-sets", "eGeMAPSv02", "--fusion", "neural eGeMAPSv02"]
+    return subprocess.run(["bash", str(EMODB), *args], env=dict(env, EMOTK_BACKEND=backend), capture_output=True,
+                          text=True, timeout=1200)
+
+
+def _files(d: Path, pattern: str) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.glob(pattern))}
+
+
+def test_the_emodb_recipe_under_slurm_gives_the_local_backends_results(slurm_env, tmp_path):
+    """Issue 10: the whole recipe with cmd.sh switched to Slurm writes the same RESULTS.md, scores and
+    features as the local backend.  Both runs use the same absolute directory (data dirs, archives and
+    reports name it), moved aside after each run."""
+    work, runs_of = tmp_path / "work", {}
+    for backend in ("local", "slurm"):
+        r = run_emodb(slurm_env, work, backend)
+        assert r.returncode == 0, f"{backend}:\n{r.stderr[-3000:]}"
+        runs_of[backend] = work.rename(tmp_path / backend)
+    local, slurm = runs_of["local"], runs_of["slurm"]
+    assert (slurm / "RESULTS.md").read_bytes() == (local / "RESULTS.md").read_bytes()
+    for pattern in ("data/all/feats.scp", "data/all/*.scp", "exp/**/scores/test.json",
+                    "exp/**/predictions/test/*.txt"):
+        a, b = _files(slurm, pattern), _files(local, pattern)
+        assert a and list(a) == list(b), pattern
+        for name in a:
+            assert a[name] == b[name], name
+    # every training run of stage 6 (run_in_parallel) was its own Slurm job; none under the local backend
+    train_logs = sorted(slurm.glob("exp/*/loso/*/seed1/train.out"))
+    assert len(train_logs) == 2 * 4   # the neural model and the SVM, 4 LOSO folds of the tiny corpus
+    assert len({job_id(log) for log in train_logs}) == len(train_logs)
+    local_logs = sorted(local.glob("exp/*/loso/*/seed1/train.out"))
+    assert len(local_logs) == len(train_logs) and not any("Slurm job" in log.read_text() for log in local_logs)
