@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from emotk.errors import EmotkError
-from emotk.evaluation.report import mean_std
+from emotk.evaluation.report import format_mean_std
 from emotk.fileio import write_text
 
 PROBE_TSV = "probe.tsv"
@@ -52,19 +52,16 @@ def parse_row(spec: str) -> tuple[str, list[Path]]:
     return label.strip(), sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / PROBE_TSV).is_file())
 
 
-def _cell(values: list[float], scale: float, digits: int) -> str:
+def _cell(values: list[float], percent: bool) -> str:
     values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "-"
-    m, s = mean_std(values)
-    return f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if s is not None else "")
+    return format_mean_std(values, percent) if values else "-"
 
 
 def _table(rows: Sequence[tuple[str, list[dict]]], modules: list[str], label: str, key: str,
-           scale: float, digits: int) -> list[str]:
+           percent: bool) -> list[str]:
     lines = ["| model | runs | " + " | ".join(modules) + " |", "|" + "---|" * (len(modules) + 2)]
     for name, runs in rows:
-        cells = [_cell([r[key] for run in runs for r in run if r["module"] == m and r["label"] == label], scale, digits)
+        cells = [_cell([r[key] for run in runs for r in run if r["module"] == m and r["label"] == label], percent)
                  for m in modules]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
     return lines
@@ -82,10 +79,10 @@ def render(rows: Sequence[tuple[str, list[Path]]], labels: Sequence[str] = ("emo
     if not modules:
         return out + ["No probe-modules output found.", ""]
     out += [f"### Table 5: probe UA (%), label `{labels[0]}`", ""]
-    out += _table(loaded, modules, labels[0], "probe_ua", 100.0, 1) + [""]
+    out += _table(loaded, modules, labels[0], "probe_ua", percent=True) + [""]
     for label in labels:
         out += [f"### Inertia ratio (intra / inter class, smaller = tighter classes), label `{label}`", ""]
-        out += _table(loaded, modules, label, "inertia_ratio", 1.0, 3) + [""]
+        out += _table(loaded, modules, label, "inertia_ratio", percent=False) + [""]
     return out
 
 
