@@ -229,3 +229,24 @@ def test_augment_off_trains_the_same_weights_and_on_trains_with_its_noises(dirs,
     with pytest.raises(EmotkError, match="differs from the request in config.train.augment"):
         train(load_config(None, TINY + [f"train.augment.noise={other}", "train.augment.prob=0.5"]), dirs["train"],
               dirs["valid"], tmp_path / "on", on_mismatch="refuse", log=quiet)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_epoch_1(entry):
+    if entry["epoch"] == 1:
+        raise _Stop
+
+
+def test_a_resumed_run_draws_the_noises_of_an_uninterrupted_one(dirs, noise, tmp_path):
+    cfg = load_config(None, TINY + [f"train.augment.noise={noise}", "train.augment.prob=0.7"])
+    train(cfg, dirs["train"], dirs["valid"], tmp_path / "straight", log=quiet)
+    with pytest.raises(_Stop):  # stopped after epoch 1's checkpoint, as a kill there
+        train(cfg, dirs["train"], dirs["valid"], tmp_path / "split", log=quiet, on_epoch=_stop_after_epoch_1)
+    log = []
+    train(cfg, dirs["train"], dirs["valid"], tmp_path / "split", resume=True, log=log.append)
+    assert any("resuming after epoch 1" in m for m in log), log
+    straight, split = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
