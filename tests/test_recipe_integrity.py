@@ -24,7 +24,7 @@ def recipe(tmp: Path, *extra: str, train_opts: str = "") -> subprocess.Completed
     args = ["bash", str(RECIPE), "--synthetic-size", "56", "--synthetic-dir", str(tmp / "corpus"),
             "--data", str(tmp / "data"), "--exp", str(tmp / "exp"), "--results", str(tmp / "RESULTS.md"),
             "--train-opts", f"--set train.epochs=2 {train_opts}".strip(), "--nj", "2",
-            "--seeds", "1", "--opensmile-sets", "", "--fusion", "", *extra]
+            "--seeds", "1", "--opensmile-sets", "", "--fusion", "", "--raw-model-config", "", *extra]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
 
@@ -53,7 +53,7 @@ def test_resplit_retrains_refuses_and_reruns_are_byte_identical(tmp_path):
 
     # Re-split with another seed and re-run the later stages: the speaker-dependent split changed,
     # so its run is trained again; the LOSO folds do not depend on the seed, so those runs are reused.
-    r = recipe(tmp_path, "--stage", "5", "--stop-stage", "9", "--seed", "7")
+    r = recipe(tmp_path, "--stage", "5", "--stop-stage", "10", "--seed", "7")
     assert r.returncode == 0, r.stderr[-3000:]
     sd = before["sd/sd-random-1"]
     assert "finished run differs from the request in train.ids" in (sd / "train.out").read_text()
@@ -76,7 +76,7 @@ def test_resplit_retrains_refuses_and_reruns_are_byte_identical(tmp_path):
                                                                               / "sd-random-1" / "test" / "utt2spk"))
 
     # With the refusing option, another re-split stops the recipe with one line naming the run and the field.
-    r = recipe(tmp_path, "--stage", "5", "--stop-stage", "6", "--seed", "8", train_opts="--on-mismatch refuse")
+    r = recipe(tmp_path, "--stage", "5", "--stop-stage", "7", "--seed", "8", train_opts="--on-mismatch refuse")
     assert r.returncode != 0
     assert str(sd / "train.out") in r.stderr
     errors = [line for line in (sd / "train.out").read_text().splitlines() if line.startswith("emotk: error:")]
