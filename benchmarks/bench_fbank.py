@@ -197,6 +197,7 @@ def measure_size(data: Path, tmp: Path, runs: dict, ref_env: dict | None) -> Non
         out = tmp / f"out_{name}"
         r = run(out)
         shutil.rmtree(out, ignore_errors=True)
+        Path(f"{out}.lca").unlink(missing_ok=True)  # LilcomChunkyWriter's file
         best = runs.setdefault(name, {})
         for key in ("wall", "cpu", "peak_mb"):
             best[key] = min(best.get(key, float("inf")), r[key])
