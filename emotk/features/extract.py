@@ -10,7 +10,7 @@ Plain numpy and scipy.fft, no torch. Against the torch.fft path it replaced (com
 measured side by side: BENCHMARKS.md "Feature extraction (fbank)", ``--ref e98889e``) the compute
 alone is slower (torch's MKL FFT is about twice as fast as scipy's pocketfft), but an extraction
 process skips ``import torch`` (a second) and peaks at a quarter of the memory, so it is faster
-end to end for a job of up to a few hours of audio, and parallel jobs fit many more to a machine.
+end to end for a job of up to about two hours of audio, and parallel jobs fit many more to a machine.
 The work per frame is a handful of whole-block array operations (one FFT, one matmul with the mel
 matrix). Samples are scaled to the 16-bit integer range before analysis, as Kaldi does with wav
 files, so the features equal Kaldi's.
