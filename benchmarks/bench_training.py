@@ -210,10 +210,13 @@ def markdown(rows: list[dict], threads: list[int], seconds: float, load: tuple[f
         f">= {seconds:g} s and >= 2 steps after a warm-up step. x real time = audio seconds trained per wall second "
         f"on {threads[0]} thread(s).",
         "",
-        "Load: other processes share the cores, so wall-clock figures drop when the load average exceeds the "
-        "core count, the multi-thread ones most (a thread that waits for a core stalls the others at each "
-        "synchronization). Per-CPU-second figures count only the time the process ran and are the steadier "
-        "measure of the work a step needs; their ratio to utt/s shows how much of a core (or two) the run got.",
+        "Load: other processes share the cores. Wall-clock figures drop when the load average exceeds the core "
+        "count, the multi-thread ones most: a step waits for its slowest thread at every synchronization, and a "
+        "thread waiting for a core stalls the others. On 1 thread the per-CPU-second figures count only the time "
+        "the process ran and are the steady measure of the work a step needs (their ratio to utt/s is the share "
+        "of a core the run got). On more threads they are not: OpenMP threads spin while they wait for each "
+        "other, the spinning is CPU time, and under load it grows with the waiting. Compare thread counts only "
+        "in a run on an idle machine.",
         "",
     ]
     head = ["config", "family", "one utterance", "batch", "params"]

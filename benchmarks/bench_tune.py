@@ -13,8 +13,8 @@ Every run gets ``--set train.num_threads=1`` (as the recipes run them). Per run:
 seconds (user + system of the process), trials complete / pruned, epochs trained over all trials
 (each trial's train.log), seconds per trial and per epoch trained.
 
-    python benchmarks/bench_tune.py [--config lom] [--space recipes/iemocap/conf/tune_elor.yaml] [--trials 12]
-                                    [--utts 40] [--seconds 6] [--no-write]
+    python benchmarks/bench_tune.py [--config lom] [--space recipes/iemocap/conf/tune_elor.yaml] [--trials 16]
+                                    [--utts 16] [--seconds 4] [--no-write]
 
 Writes the "## Hyper-parameter search: seconds per tune trial" section of BENCHMARKS.md.
 """
@@ -41,18 +41,27 @@ LEVELS = ("1", "2", "3", "4", "5")
 
 
 def write_set(path: Path, utts: list[str], frames: int, dim: int, seed: int) -> Path:
-    """A data dir of ``utts`` (``spkNN-...``) with random features and 5-level valence / arousal labels."""
+    """A data dir of ``utts`` (``spkNN-...``) with 5-level valence and arousal labels and random features that
+    carry them (a shift of their first and second half by the level), so trials differ in what they learn."""
     from emotk.data.ark import write_ark_scp
     from emotk.data.datadir import read_table, write_data_dir
 
     rng = np.random.default_rng(seed)
     arks = path.parent / f"{path.name}_arks"
     arks.mkdir(parents=True, exist_ok=True)
-    mats = ((u, int(u[3:5]) + rng.standard_normal((frames, dim), dtype=np.float32)) for u in utts)
-    rows = write_ark_scp(arks / "feats.ark", arks / "feats.scp", mats)
+    valence, arousal = rng.integers(5, size=len(utts)), rng.integers(5, size=len(utts))
+
+    def mats():
+        for u, v, a in zip(utts, valence, arousal):
+            x = int(u[3:5]) + rng.standard_normal((frames, dim), dtype=np.float32)
+            x[:, : dim // 2] += 0.5 * v
+            x[:, dim // 2:] += 0.5 * a
+            yield u, x
+
+    rows = write_ark_scp(arks / "feats.ark", arks / "feats.scp", mats())
     write_data_dir(path, {"utt2spk": {u: u.split("-")[0] for u in utts},
-                          "utt2valence5": {u: LEVELS[rng.integers(5)] for u in utts},
-                          "utt2arousal5": {u: LEVELS[rng.integers(5)] for u in utts},
+                          "utt2valence5": {u: LEVELS[v] for u, v in zip(utts, valence)},
+                          "utt2arousal5": {u: LEVELS[a] for u, a in zip(utts, arousal)},
                           "utt2num_frames": rows, "feats.scp": read_table(arks / "feats.scp")},
                    {"frame_shift": "0.01"})
     return path
@@ -123,7 +132,8 @@ def markdown(rows: list[dict], args, command: str) -> list[str]:
         f"Config `{args.config}`, search space `{args.space}` (parameters: {', '.join(space['params'])}); TPE "
         f"sampler, seed {sampler['seed']}, its first {sampler['n_startup_trials']} trials drawn at random. Data: "
         f"{args.utts} training utterances of {args.seconds:g} s ({SPEAKERS} speakers) and {args.utts // 2} valid "
-        "ones, random 26-dim features at 10 ms, 5-level valence and arousal labels. Whole processes, one thread "
+        "ones, random 26-dim features at 10 ms shifted by their 5-level valence and arousal labels. Whole "
+        "processes, one thread "
         "(`--set train.num_threads=1`); the plain train uses the config's own hyper-parameters, each trial those "
         "it drew (epochs and batch size among them), so seconds per epoch trained are the fairer comparison.",
         "",
@@ -159,9 +169,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="lom", help="model config (a name in conf/model/ or a path)")
     ap.add_argument("--space", default="recipes/iemocap/conf/tune_elor.yaml", help="search space YAML")
-    ap.add_argument("--trials", type=int, default=12)
-    ap.add_argument("--utts", type=int, default=40, help="training utterances (the valid set has half as many)")
-    ap.add_argument("--seconds", type=float, default=6.0, help="utterance duration")
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--utts", type=int, default=16, help="training utterances (the valid set has half as many)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="utterance duration")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave BENCHMARKS.md alone")
     args = ap.parse_args()
     if not Path(args.space).is_file():
