@@ -88,7 +88,10 @@ tag_of() { case $1 in neural) echo "$model_tag" ;; raw) echo "$raw_tag" ;; *) sv
 neural_tags() { for t in $model_tag $raw_tag; do echo "$t"; done; }
 systems() { neural_tags; for s in $opensmile_sets; do svm_tag "$s"; done; }
 fusion_tag=""
-for s in $fusion; do fusion_tag="${fusion_tag:+${fusion_tag}+}$(tag_of "$s")"; done
+for s in $fusion; do
+  [ -n "$(tag_of "$s")" ] || { log "--fusion names $s, whose model config is \"\""; exit 1; }
+  fusion_tag="${fusion_tag:+${fusion_tag}+}$(tag_of "$s")"
+done
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if $synthetic; then
