@@ -156,7 +156,10 @@ def markdown(rows: list[dict], args, command: str) -> list[str]:
               f"(with pruning) and {per_epoch(full) / per_epoch(ref):.2f}x (without) the CPU time of an epoch of the "
               f"plain train (trials draw other batch sizes; optuna's bookkeeping is in it); pruning stopped "
               f"{pruned['pruned']} of {pruned['trials']} trials and saved {full['epochs'] - pruned['epochs']} of "
-              f"{full['epochs']} epochs ({100 * (1 - pruned['cpu'] / full['cpu']):.0f} % of the CPU time) in this run."]
+              f"{full['epochs']} epochs ({100 * (1 - pruned['cpu'] / full['cpu']):.0f} % of the CPU time) in this run. The "
+              f"two studies draw the same first {sampler['n_startup_trials']} trials (TPE's random start-up, one seed); "
+              "later ones differ, since TPE learns from the pruned trials too, and epochs differ in cost with the batch "
+              "size drawn, so epochs saved and CPU time saved need not agree."]
     return lines
 
 
