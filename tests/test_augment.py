@@ -216,6 +216,21 @@ def test_x61_expansion_keeps_speaker_and_labels(speech, noise_dir, tmp_path):
     assert len(d60.utts) == 60 * len(src.utts) and not set(src.utts) & set(d60.utts)
 
 
+def test_feature_tables_of_the_clean_audio_are_not_carried(speech, noise_dir, tmp_path):
+    """openSMILE-like tables and their statistics describe the clean audio: the copies must not inherit them."""
+    src = tmp_path / "src"
+    shutil.copytree(speech, src)
+    utts = DataDir(src).utts
+    (src / "is09.scp").write_text("".join(f"{u} /nonexistent/is09.ark:{i}\n" for i, u in enumerate(utts)))
+    (src / "is09_cmvn.scp").write_text("".join(f"{s} /nonexistent/cmvn.ark:{i}\n"
+                                               for i, s in enumerate(sorted(set(DataDir(src).utt2spk.values())))))
+    (src / "is09.frame_shift").write_text("0.01\n")
+    d, _ = augment_data_dir(src, tmp_path / "aug", noise_dir, 2, 1, "-10:15", seed=1)
+    names = {p.name for p in d.path.iterdir()}
+    assert not names & {"is09.scp", "is09_cmvn.scp", "is09.frame_shift"}, names
+    assert {"utt2emo", "utt2arousal", "text", "utt2gender_guess"} <= names
+
+
 def test_achieved_snr_of_extracted_audio(speech, noise_dir, tmp_path):
     """The audio an augmented dir yields (what extraction reads): SNR within 0.5 dB of utt2aug's."""
     from emotk.features.pipeline import load_utterance

@@ -13,7 +13,8 @@ Draws depend only on the seed and the utterance id, not on the other utterances.
     <utt> -                                         (the clean copy)
 
 Every other table keyed by utterance (utt2spk, utt2dur, utt2emo, utt2<dim>, text, segments,
-labels.scp, any utt2*) is carried to the copies; features (feats.scp, cmvn.scp) are not.
+labels.scp, any utt2*) is carried to the copies; features (feats.scp, openSMILE tables, any other
+feature ``.scp`` and their statistics) are not: they describe the clean audio.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ from emotk.fileio import atomic_dir
 UTT2AUG = "utt2aug"
 CLEAN = "-"
 STAMP = "conf/augment.yaml"
-# Tables derived from the audio: they describe the clean audio, so they are not carried.
+# Tables derived from the audio describe the clean audio, so they are not carried: feats.scp and every other
+# feature table (openSMILE functionals or LLDs, any ``*.scp`` but labels.scp) with its statistics.
 _NOT_CARRIED = {"feats.scp", "utt2num_frames", "cmvn.scp", "frame_shift", "spk2utt", UTT2AUG}
+
+
+def _derived_from_audio(name: str) -> bool:
+    return name in _NOT_CARRIED or (name.endswith(".scp") and name not in ("labels.scp", "wav.scp"))
 
 
 def format_aug(aug: Aug | None) -> str:
@@ -118,9 +124,9 @@ def plan(d: DataDir, nd: NoiseDir, noises_per_utt: int, snrs_per_noise: int, snr
 
 
 def _carried_tables(d: DataDir) -> list[str]:
-    names = [n for n in d.utt_tables() if n not in _NOT_CARRIED]
+    names = [n for n in d.utt_tables() if not _derived_from_audio(n)]
     names += sorted(p.name for p in d.path.glob("utt2*")
-                    if p.is_file() and p.name not in names and p.name not in _NOT_CARRIED)
+                    if p.is_file() and p.name not in names and not _derived_from_audio(p.name))
     return names
 
 
