@@ -5,17 +5,15 @@ seed); a cell is the mean ± std (ddof=1) over those runs of the probe UA of one
 (``emotion``: the paper's table). The inertia ratios (Fig. 3's titles) follow in a table of the same
 shape per label.  Appended to a RESULTS.md written by ``emotk report``::
 
-    python -m emotk.analysis.probe_table --results RESULTS.md \\
+    emotk report-probes --results RESULTS.md \\
         --row "FST-CLDNN (log-Mels)=exp/cldnn_fst_fbank/tvt/*/seed*/probe" ...
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import math
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -91,21 +89,3 @@ def append_to(results: Path, rows: Sequence[tuple[str, list[Path]]], labels: Seq
         raise EmotkError(f"{results}: not found (write it with emotk report first)")
     text = results.read_text(encoding="utf-8").rstrip("\n")
     write_text(results, text + "\n\n" + "\n".join(render(rows, labels)))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emotk.analysis.probe_table", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results", type=Path, required=True, help="RESULTS.md to append the tables to")
-    p.add_argument("--row", action="append", default=[], help="LABEL=GLOB of probe dirs (repeatable)")
-    p.add_argument("--labels", default="emotion,speaker", help="labels: the first is Table 5's")
-    args = p.parse_args(argv)
-    try:
-        append_to(args.results, [parse_row(r) for r in args.row], [x for x in args.labels.split(",") if x])
-    except EmotkError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Analysis commands: ``emotk probe-modules``."""
+"""Analysis commands: ``emotk probe-modules``, ``emotk report-probes``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,18 @@ def probe_modules_cmd(
     if checkpoint not in ("best", "last"):
         raise EmotkError(f"--checkpoint must be best or last, got {checkpoint!r}")
     probe_modules(model, train, test, out, checkpoint=checkpoint, batch_size=batch_size, device=device, log=log)
+
+
+@app.command("report-probes")
+def report_probes_cmd(
+    results: Path = typer.Option(..., "--results", help="RESULTS.md (written by emotk report) to append the tables to."),
+    row: list[str] = typer.Option([], "--row", help="LABEL=GLOB of probe-modules output dirs of one model's runs (repeatable)."),
+    labels: str = typer.Option("emotion,speaker", "--labels", help="Labels, comma-separated; the first is Table 5's."),
+):
+    """Append paper 002's Table 5 (probe UA per module, mean ± std over runs) and the inertia ratios per label to RESULTS.md.
+
+    Example: emotk report-probes --results RESULTS.md --row "FST-CLDNN (log-Mels)=exp/cldnn_fst_fbank/tvt/*/seed*/probe"
+    """
+    from emotk.analysis.probe_table import append_to, parse_row
+
+    append_to(results, [parse_row(r) for r in row], [x for x in labels.split(",") if x])

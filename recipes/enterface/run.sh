@@ -295,6 +295,6 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   while read -r tag p f _ kind; do
     rows+=(--row "$(label_of $tag)=$exp/$tag/$p/$f/seed*/probe")
   done < <(probe_runs | sort -u -k1,1)
-  [ ${#rows[@]} -eq 0 ] || python -m emotk.analysis.probe_table --results "$results" "${rows[@]}"
+  [ ${#rows[@]} -eq 0 ] || emotk report-probes --results "$results" "${rows[@]}"
   log "Wrote $results"
 fi
