@@ -9,7 +9,9 @@ report's system name or a glob over them) and its columns (a label, a protocol a
       rows: [{label: S-CLDNN, system: cldnn_s}, {label: T-CLDNN, system: cldnn_t}]
       cols: [{label: clean, protocol: tvt, set: test}, {label: noisy, protocol: tvt, set: test_noisy}]
 
-A cell is the mean ± std of the metric over the runs (folds × seeds) matching its row and column.
+``head`` may be left out when the runs have one head, a column's ``protocol`` when its runs have
+one, its ``set`` when it is ``test``. A cell is the mean ± std of the metric over the runs (folds ×
+seeds) matching its row and column, ``-`` when there is none.
 Class tables get chance and majority rows; every table states its runs' protocols, selection sets,
 normalization and disjointness with the sentences of the report's own sections.
 """
@@ -25,13 +27,13 @@ import numpy as np
 import yaml
 
 from emotk.errors import EmotkError
-from emotk.evaluation.report import (Run, baseline_text, check_test_set, format_mean_std, majority_sources,
-                                     protocol_status, statements)
+from emotk.evaluation.report import (PERCENT_METRICS, Run, baseline_text, check_test_set, format_mean_std,
+                                     majority_sources, protocol_status, statements)
 
 PLAIN_METRICS = ("ua", "wa", "f1", "ccc", "rmse", "pcc")
 PER_CLASS_METRICS = ("f1", "recall", "precision")
 PER_DIM_METRICS = ("ccc", "rmse", "pcc")
-PERCENT = ("ua", "wa", "f1", "recall", "precision")
+PERCENT = (*PERCENT_METRICS, "recall", "precision")
 
 
 @dataclass(frozen=True)
