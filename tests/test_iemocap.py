@@ -234,6 +234,7 @@ def test_apv3_levels(mini, tmp_path):
     ids = _ids(spec)
     for k, dim in enumerate(("valence", "arousal", "dominance")):
         assert d.table(f"utt2{dim}3") == {u: level[s[4][k]] for u, s in ids.items()}
+        assert d.scalar(f"{dim}3_names") == "low mid high"  # every class, whatever a fold's speakers hold
     assert not d.has("utt2emo")
 
 
@@ -249,6 +250,7 @@ def test_va5_from_one_evaluator(mini, tmp_path):
     expected_v = {u: line.split(";")[0].split()[1] for u, line in whole.items()}
     expected_a = {u: line.split(";")[1].split()[1] for u, line in whole.items()}
     assert d.table("utt2valence5") == expected_v and d.table("utt2arousal5") == expected_a
+    assert d.scalar("valence5_names") == d.scalar("arousal5_names") == "1 2 3 4 5"
     # the stated rule: unrated utterances, and those without E2's valence, are dropped and counted
     assert r.dropped == Counter({"not rated by E2": unrated, "E2 gave no valence": 1})
     # a missing dominance does not matter for valence/arousal

@@ -338,3 +338,35 @@ def test_infer_on_stereo_44k_wav(tmp_path):
     assert [r[:2] for r in rows[1:]] == [["a_mono16k", "neu"], ["b_stereo", "neu"]]
     p_mono, p_stereo = (np.array(r[2:], dtype=float) for r in rows[1:])
     np.testing.assert_allclose(p_mono, p_stereo, atol=0.05)  # same signal, different rate and channels
+
+
+def test_a_class_missing_from_a_folds_training_side_is_still_a_class(tmp_path):
+    """Class names come from the label set's ``<x>_names`` file (carried into folds), not from the labels a
+    fold's training speakers happen to have: a valid utterance of a class no training speaker shows is
+    scored, not refused (IEMOCAP's 5-level ratings of one evaluator under leave-one-speaker-out)."""
+    from emotk.data.datadir import subset_data_dir
+    from emotk.training.heads import load_head
+
+    src = tmp_path / "all"
+    write_feature_dir(src, spks=("s1", "s2"))
+    d = DataDir(src)
+    utts = d.utts
+    levels = {u: str(1 + i % 4) for i, u in enumerate(utts)}
+    rare = [u for u in utts if d.utt2spk[u] == "s2"][0]
+    levels[rare] = "5"  # only one s2 utterance has level 5
+    (src / "utt2valence5").write_text("".join(f"{u} {levels[u]}\n" for u in utts))
+    (src / "valence5_names").write_text("1 2 3 4 5\n")
+    train = subset_data_dir(src, tmp_path / "train", spks=["s1"])
+    valid = subset_data_dir(src, tmp_path / "valid", spks=["s2"])
+    assert (valid.path / "valence5_names").read_text() == "1 2 3 4 5\n"  # carried into folds
+    spec = {"kind": "class", "labels": "utt2valence5", "class_weights": True}
+    head = load_head(DataDir(train.path), "valence", spec)
+    assert head.names == ["1", "2", "3", "4", "5"]
+    vhead = load_head(DataDir(valid.path), "valence", spec, head.names)
+    assert vhead.names[vhead.targets[rare]] == "5"
+    (src / "valence5_names").unlink()  # without the names file: the training side's labels, and a clear refusal
+    train2 = subset_data_dir(src, tmp_path / "train2", spks=["s1"])
+    valid2 = subset_data_dir(src, tmp_path / "valid2", spks=["s2"])
+    names = load_head(DataDir(train2.path), "valence", spec).names
+    with pytest.raises(EmotkError, match="not one of the training classes"):
+        load_head(DataDir(valid2.path), "valence", spec, names)

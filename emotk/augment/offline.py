@@ -25,7 +25,7 @@ from pathlib import Path
 
 from emotk.augment.mix import Aug, apply_aug, check_snr_range, draw_offset, draw_snr, key_rng
 from emotk.augment.noise import NoiseDir, audio_info, notice, validate_noise_dir
-from emotk.data.datadir import (PATH_TABLES, SCALAR_FILES, DataDir, read_table, spk2utt_from,
+from emotk.data.datadir import (PATH_TABLES, DataDir, read_table, spk2utt_from,
                                 validate_data_dir, write_table)
 from emotk.errors import EmotkError
 from emotk.fileio import atomic_dir
@@ -130,11 +130,16 @@ def _carried_tables(d: DataDir) -> list[str]:
     return names
 
 
+def _carried_scalars(d: DataDir) -> list[str]:
+    """Label and class names; not the frame shifts of features (not carried)."""
+    return [n for n in d.scalar_files() if n != "frame_shift" and not n.endswith(".frame_shift")]
+
+
 def _stamp(d: DataDir, nd: NoiseDir, options: dict) -> str:
     import yaml
 
     h = hashlib.sha256()
-    read = _carried_tables(d) + ["wav.scp", "spk2gender"] + [n for n in SCALAR_FILES if n != "frame_shift"]
+    read = _carried_tables(d) + ["wav.scp", "spk2gender"] + _carried_scalars(d)
     for base, names in ((d.path, read), (nd.path, ["wav.scp", "utt2dur"])):
         for name in names:
             if (base / name).is_file():
@@ -182,9 +187,8 @@ def augment_data_dir(src: str | Path, dst: str | Path, noise_dir: str | Path, no
         write_table(tmp / UTT2AUG, {u: format_aug(a) for u, (_, a) in new.items()})
         if d.has("spk2gender"):
             shutil.copyfile(d.path / "spk2gender", tmp / "spk2gender")
-        for name in SCALAR_FILES:
-            if name != "frame_shift" and d.has(name):
-                shutil.copyfile(d.path / name, tmp / name)
+        for name in _carried_scalars(d):
+            shutil.copyfile(d.path / name, tmp / name)
         (tmp / "conf").mkdir()
         (tmp / STAMP).write_text(stamp, encoding="utf-8")
     return validate_data_dir(dst), True

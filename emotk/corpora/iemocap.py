@@ -28,7 +28,7 @@ import numpy as np
 
 from emotk.corpora.acted import (ACTING, Act, at_level, check_synthetic_options, counts, is_complete, run_jobs, speak,
                                  with_noise_floor)
-from emotk.data.datadir import DataDir, write_data_dir
+from emotk.data.datadir import DataDir, class_names_file, write_data_dir
 from emotk.errors import EmotkError, where
 
 # Consensus codes of the summary lines (xxx: the evaluators did not agree).
@@ -331,6 +331,9 @@ def is_improvised(dialog: str) -> bool:
     return "impro" in dialog
 
 
+LEVEL_NAMES = {"3": ("low", "mid", "high"), "5": ("1", "2", "3", "4", "5")}  # apv3 and va5 classes
+
+
 def level3(x: float) -> str:
     """Paper 001's three levels of a 1-5 rating: low (< 3), mid (= 3), high (> 3)."""
     return "low" if x < 3 - 1e-6 else "high" if x > 3 + 1e-6 else "mid"
@@ -453,6 +456,9 @@ def prepare_iemocap(corpus_dir: str | Path, data_dir: str | Path, labels: str = 
             tables[name][u] = tab[t.name]
     tables["spk2gender"] = spk2gender
     scalars = {"emo_names": " ".join(sorted(set(LABEL_SETS[labels].values())))} if labels in LABEL_SETS else {}
+    # every class of the level sets, so a fold whose training speakers lack one still knows it
+    scalars.update({class_names_file(name): " ".join(LEVEL_NAMES[name[-1]]) for name in label_tables
+                    if name[-1] in LEVEL_NAMES})
     d = write_data_dir(data_dir, tables, scalars)
     report = PrepReport(
         data_dir=d, labels=labels, subset=subset, evaluator=evaluator, sessions=list(sessions),

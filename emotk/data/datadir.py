@@ -39,6 +39,13 @@ SCALAR_FILES = ("frame_shift", "label_names", "label_frame_shift", "emo_names")
 PATH_TABLES = ("wav.scp", "feats.scp", "cmvn.scp", "labels.scp")
 
 
+def class_names_file(label_table: str) -> str:
+    """The file listing every class of a categorical label table: ``emo_names`` for ``utt2emo``,
+    ``valence5_names`` for ``utt2valence5``. The class set belongs to the label set, not to one fold's
+    training side: a class absent from a fold's training speakers is still a class."""
+    return label_table.removeprefix("utt2") + "_names"
+
+
 def is_path_table(name: str) -> bool:
     """Kaldi scp tables (``path`` or ``path:offset`` values) are made absolute when copied."""
     return name in PATH_TABLES or name.endswith(".scp")
@@ -260,8 +267,10 @@ class DataDir:
         return names + sorted(p.name for p in self.path.glob("*_cmvn.scp") if p.is_file())
 
     def scalar_files(self) -> list[str]:
-        """One-value files: frame shifts (``frame_shift``, ``<table>.frame_shift``), label names."""
+        """One-value files: frame shifts (``frame_shift``, ``<table>.frame_shift``), label names and the
+        class names of categorical label tables (``<x>_names`` for ``utt2<x>``)."""
         names = [n for n in SCALAR_FILES if self.has(n)]
+        names += sorted(p.name for p in self.path.glob("*_names") if p.is_file() and p.name not in names)
         return names + sorted(p.name for p in self.path.glob("*.frame_shift") if p.is_file())
 
     def require(self, *names: str, hint: str = "") -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from emotk.config import METRIC
-from emotk.data.datadir import DataDir, read_table
+from emotk.data.datadir import DataDir, class_names_file, read_table
 from emotk.data.predictions import common_length, read_frame_label
 from emotk.errors import EmotkError
 from emotk.metrics.classification import ua
@@ -65,11 +65,13 @@ class HeadData:
 
 
 def read_class_names(d: DataDir, label_file: str) -> list[str]:
-    """The data dir's ``emo_names`` if present (for utt2emo), else the sorted labels seen in ``label_file``."""
-    if label_file == "utt2emo" and d.has("emo_names"):
-        names = d.scalar("emo_names").split()
+    """The data dir's class names file of ``label_file`` if present (``emo_names`` for utt2emo, ``<x>_names``
+    for ``utt2<x>``: see ``class_names_file``), else the sorted labels seen in ``label_file``."""
+    names_file = class_names_file(label_file)
+    if d.has(names_file):
+        names = d.scalar(names_file).split()
         if len(set(names)) != len(names) or not names:
-            raise EmotkError(f"{d.path / 'emo_names'}: class names must be non-empty and distinct")
+            raise EmotkError(f"{d.path / names_file}: class names must be non-empty and distinct")
         return names
     return sorted(set(_string_table(d, label_file).values()))
 
