@@ -285,3 +285,34 @@ def test_the_emodb_recipe_under_slurm_gives_the_local_backends_results(slurm_env
     assert len({job_id(log) for log in train_logs}) == len(train_logs)
     local_logs = sorted(local.glob("exp/*/loso/*/seed1/train.out"))
     assert len(local_logs) == len(train_logs) and not any("Slurm job" in log.read_text() for log in local_logs)
+
+
+# --- distributed training as one Slurm job (issue 10: steps/train_ddp.sh, $cuda_cmd) -------------
+
+def test_ddp_training_runs_as_one_slurm_job(slurm_env, tmp_path):
+    """steps/train_ddp.sh through the slurm backend: torchrun with 2 CPU processes (gloo) inside one job
+    that holds 2 CPUs; rank 0 alone logs, and both ranks end with the same weights, the saved ones."""
+    import torch
+
+    from tests.toydata import write_feature_dir
+
+    train = write_feature_dir(tmp_path / "data/train", spks=("s1", "s2", "s3"), seed=1)
+    valid = write_feature_dir(tmp_path / "data/valid", spks=("s4",), seed=2)
+    opts = ("--set model.params.lstm_size=8 --set model.params.fc_sizes=[8,8] --set inputs.feats.norm=none "
+            "--set train.epochs=2 --set train.num_threads=1")
+    env = dict(slurm_env, EMOTK_TEST_DUMP_STATE=str(tmp_path / "dump"))   # exported to the job (sbatch --export=ALL)
+    r = subprocess.run(["bash", str(ROOT / "steps" / "train_ddp.sh"), "--cmd", f"{SLURM} --mem 500M", "--device", "cpu",
+                        "--nproc", "2", "--opts", opts, "ldnn_small", str(train), str(valid), "exp/ddp"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = (tmp_path / "exp/ddp/train.out").read_text()
+    assert out.startswith("# torchrun --standalone --nproc_per_node 2 --no-python emotk train --config ldnn_small ")
+    jid = job_id(tmp_path / "exp/ddp/train.out")
+    job = subprocess.run(["scontrol", "show", "job", jid], env=slurm_env, capture_output=True, text=True).stdout
+    assert "NumCPUs=2 " in job and re.search(r"JobState=(COMPLETED|COMPLETING) ", job), job   # the last while Slurm tidies up
+    assert [int(n) for n in re.findall(r"^emotk: epoch=(\d+) ", out, re.M)] == [1, 2]
+    assert (tmp_path / "exp/ddp/done").is_file()
+    ranks = [torch.load(tmp_path / "dump" / f"rank{k}.pt", weights_only=True) for k in (0, 1)]
+    saved = torch.load(tmp_path / "exp/ddp/checkpoints/last.pt", weights_only=True)["model"]
+    for name, value in saved.items():
+        assert torch.equal(ranks[0][name], value) and torch.equal(ranks[1][name], value), name
