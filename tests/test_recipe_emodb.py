@@ -29,7 +29,8 @@ RAW_SMALL = "--set model.params.channels=[8,8,16,16] --set model.params.lstm_siz
 def run_recipe(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     args = ["bash", str(RECIPE), "--synthetic-size", "56", "--synthetic-dir", str(tmp / "corpus"),
             "--data", str(tmp / "data"), "--exp", str(tmp / "exp"), "--results", str(tmp / "RESULTS.md"),
-            "--train-opts", "--set train.epochs=2", "--raw-train-opts", RAW_SMALL, "--seeds", "1", "--valid-speakers", "1",
+            "--train-opts", "--set train.epochs=2",
+            "--raw-model-config", str(ROOT / "conf" / "model" / "cnn_lstm1d.yaml"), "--raw-train-opts", RAW_SMALL, "--seeds", "1", "--valid-speakers", "1",
             "--nj", "2", *extra]
     env = dict(os.environ, PATH=f"{Path(os.sys.executable).parent}:{os.environ['PATH']}")
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=1200)

@@ -279,7 +279,7 @@ def test_the_emodb_recipe_under_slurm_gives_the_local_backends_results(slurm_env
         assert a and list(a) == list(b), pattern
         for name in a:
             assert a[name] == b[name], name
-    # every training run of stage 6 (run_in_parallel) was its own Slurm job; none under the local backend
+    # every training run of stage 7 (run_in_parallel) was its own Slurm job; none under the local backend
     train_logs = sorted(slurm.glob("exp/*/loso/*/seed1/train.out"))
     assert len(train_logs) == 2 * 4   # the neural model and the SVM, 4 LOSO folds of the tiny corpus
     assert len({job_id(log) for log in train_logs}) == len(train_logs)

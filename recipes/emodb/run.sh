@@ -9,7 +9,7 @@
 # Systems, all under the same protocols, folds and seeds:
 #   - a neural model on 40-bin log-mel with speaker z-norm (--model-config; default the 2D CNN-LSTM
 #     of paper 004 at CPU size, trained until its valid UA stops improving);
-#   - paper 004's 1D CNN-LSTM on the raw waveform (--raw-model-config: 16 kHz audio, each utterance
+#   - optionally (--raw-model-config, off by default for its CPU cost) paper 004's 1D CNN-LSTM on the raw waveform (16 kHz audio, each utterance
 #     cut or zero-padded to 8 s, per-utterance waveform standardization);
 #   - an SVM on each openSMILE functional set of --opensmile-sets (eGeMAPSv02, ComParE_2016) with
 #     per-speaker standardization, hyper-parameters chosen on the valid speakers;
@@ -48,7 +48,8 @@ norm=speaker               # feature normalization scope: speaker | utterance | 
 feat_config="$EMOTK_ROOT/conf/features/fbank40.yaml"       # fbank features of the neural model
 model_config="$EMOTK_ROOT/conf/model/cnn_lstm2d_small.yaml"  # the neural model on fbank ("" for none)
 model_tag=""               # exp/ subdir of the neural model (default: the model config's file name)
-raw_model_config="$EMOTK_ROOT/conf/model/cnn_lstm1d.yaml"   # the raw-waveform model, paper 004 ("" for none)
+raw_model_config=""        # paper 004's raw-waveform 1D CNN-LSTM, e.g. $EMOTK_ROOT/conf/model/cnn_lstm1d.yaml
+                           # (off by default: ~0.4 CPU s per utterance and epoch, hours per fold on a CPU; not the best system)
 train_opts=""              # extra options for the neural models' 'emotk train', e.g. "--set train.epochs=5"
 raw_train_opts=""          # further options for the raw-waveform model only
 opensmile_sets="eGeMAPSv02 ComParE_2016"   # functional sets, each with an SVM ("" for none)

@@ -178,7 +178,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "Stage 7: analyses (label spectrum, label down/up-sampling, receptive-field sweep, trajectories)"
   emotk analyze-label-spectrum $data/train --out-dir $analysis
   emotk analyze-label-resampling $data/train --out-dir $analysis
-  $train_cmd $exp/log/rf_sweep.log emotk sweep-receptive-field --config $conf/single_filter.yaml \
+  $train_cmd --num-threads $nj $exp/log/rf_sweep.log emotk sweep-receptive-field --config $conf/single_filter.yaml \
     --train $fit --valid $select --exp $analysis/rf_sweep \
     --lengths "$sweep_lengths" --runs $sweep_runs \
     --set train.num_threads=$nj --set train.epochs=$sweep_epochs --set train.patience=$patience \
