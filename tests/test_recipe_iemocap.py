@@ -140,3 +140,21 @@ def test_interpretation_and_report_tables(recipe):
     for system in SYSTEMS:
         assert system in results
     assert "chance" in results.lower() and "majority" in results.lower() and "speaker-dependent" in results
+
+
+def test_online_augmentation_mixes_training_noise_except_for_vector_inputs(tmp_path):
+    """--augment online (the EmoDB recipe's option): noise dirs split disjoint, the neural systems on frame or
+    waveform inputs train with train.augment on the training noises, FTR (a vector input) trains clean."""
+    r = run_recipe(tmp_path, "--augment", "online", "--vae-models", "", "--va-models", "ftr", "--cnn-protocols", "sd",
+                   "--tune-trials", "0", "--interpret-model", "", "--snr-range", "0:10", "--stop-stage", "4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    noise = tmp_path / "data" / "noise"
+    train_noises, test_noises = (set(read_table(noise / part / "wav.scp").values()) for part in ("train", "test"))
+    assert train_noises and test_noises and not train_noises & test_noises
+    cnn = yaml.safe_load(next((tmp_path / "exp" / "cnn_lstm2d_aug_online").glob("sd/*/seed1/config.yaml")).read_text())
+    aug = cnn["train"]["augment"]
+    assert Path(aug["noise"]).resolve() == (noise / "train").resolve() and list(aug["snr_range"]) == [0, 10]
+    assert aug["prob"] == pytest.approx(0.984)
+    ftr = yaml.safe_load(next((tmp_path / "exp" / "ftr").glob("loso/*/seed1/config.yaml")).read_text())
+    assert not ftr["train"]["augment"]["noise"]
+    assert not (tmp_path / "exp" / "ftr_aug_online").exists()

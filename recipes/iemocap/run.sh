@@ -19,6 +19,10 @@
 #   independent 8 train / 2 test speakers, i.e. leave-one-session-out (section 4.2).
 # In every speaker-independent fold some training speakers are held out as the valid set (model
 # selection, early stopping): --valid-speakers.
+# Augmentation (--augment online, as in the EmoDB recipe): MUSAN noise (--musan-dir; without it the
+# synthetic look-alike) mixed into the training examples on the fly, training noises disjoint from the
+# held-out test noises; systems with an utterance-level vector input (FTR, ELoR+FTR) train clean. Augmented
+# systems are tagged <model>..._aug_online. Valid and test stay clean.
 #
 # Stages: 0 corpus, 1 data prep, 2 features + CMVN, 3 folds, 4 train, 5 decode + score, 6 tune,
 #         7 interpret, 8 report.
@@ -39,6 +43,10 @@ seeds="1 2 3"              # training seeds; tables are mean and std over folds 
 valid_speakers=1           # speaker-independent folds: training speakers held out for model selection
 fold_limit=0               # train and score only the first N folds of each protocol (0: all; CI-sized runs)
 use_gpu=false              # train through $cuda_cmd with train.device=cuda
+augment=none               # none | online: noise mixed into the training examples on the fly
+musan_dir=""               # a real MUSAN copy (default: the synthetic look-alike, when augmenting)
+augment_prob=0.984         # online: share of noisy training examples (60/61: paper 002's x61 set)
+snr_range=-10:15           # online: LOW:HIGH dB, drawn uniformly
 train_opts=""              # extra 'emotk train' options for every run, e.g. "--set train.epochs=2"
 # Paper 001
 vae_models="ae_lstm vae_lstm cvae_lstm"   # feature learners + LSTM ("" skips paper 001)
@@ -81,6 +89,9 @@ else
 fi
 has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }  # has WORD "LIST"
 first_seed=${seeds%% *}
+case $augment in none|online) ;; *) log "--augment must be none or online, got $augment"; exit 1 ;; esac
+noise=$data/noise          # noise data dirs: all, train, test
+aug_tag() { [ $augment = none ] || has "$1" "ftr elor_ftr" || echo _aug_online; }  # aug_tag MODEL
 train_launcher=$train_cmd
 gpu_opts=""
 if $use_gpu; then train_launcher=$cuda_cmd; gpu_opts="--set train.device=cuda"; fi
@@ -116,6 +127,11 @@ prepare() {  # prepare DATA LABELS [prepare-iemocap options]
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: data preparation (label sets of the chosen systems)"
+  if [ $augment != none ]; then
+    log "Stage 1: noise dirs for $augment augmentation (training noises disjoint from test noises)"
+    "$steps/make_noise_dirs.sh" --musan-dir "$musan_dir" --seed "$seed" \
+      --synthetic-dir "$(dirname "$synthetic_dir")/synthetic_musan" $noise
+  fi
   if [ -n "$vae_models" ]; then
     prepare 4class_complete 4class          # improvised and scripted are cut from it in stage 2
     [ -z "$apv_dims" ] || prepare apv3 apv3
@@ -170,20 +186,20 @@ runs() {
   local m sub dim p f s
   for m in $vae_models; do
     for sub in $subsets; do
-      for f in $(folds_of 4class_$sub logo); do for s in $seeds; do echo "${m}_$sub $m 4class_$sub logo $f $s -"; done; done
+      for f in $(folds_of 4class_$sub logo); do for s in $seeds; do echo "${m}_$sub$(aug_tag $m) $m 4class_$sub logo $f $s -"; done; done
     done
     for dim in $apv_dims; do
       for f in $(folds_of apv3 $apv_protocol); do
-        for s in $seeds; do echo "${m}_apv3_$dim $m apv3 $apv_protocol $f $s utt2${dim}3"; done
+        for s in $seeds; do echo "${m}_apv3_$dim$(aug_tag $m) $m apv3 $apv_protocol $f $s utt2${dim}3"; done
       done
     done
   done
   for m in $va_models; do
-    for f in $(folds_of va5 loso); do for s in $seeds; do echo "$m $m va5 loso $f $s -"; done; done
+    for f in $(folds_of va5 loso); do for s in $seeds; do echo "$m$(aug_tag $m) $m va5 loso $f $s -"; done; done
   done
   for m in $cnn_models; do
     for p in $cnn_protocols; do
-      for f in $(folds_of 6class $p); do for s in $seeds; do echo "$m $m 6class $p $f $s -"; done; done
+      for f in $(folds_of 6class $p); do for s in $seeds; do echo "$m$(aug_tag $m) $m 6class $p $f $s -"; done; done
     done
   done
 }
@@ -191,8 +207,10 @@ systems() { runs | cut -d' ' -f1 | uniq | sort -u; }
 
 train_one() {  # train_one TAG MODEL DATA PROTOCOL FOLD SEED LABELS
   local fold=$data/$3/folds/$4/$5 opts="--set train.num_threads=1 $gpu_opts $train_opts"
+  local aug=()
   [ "$7" = - ] || opts="--set heads.emotion.labels=$7 $opts"
-  "$steps/train.sh" --cmd "$train_launcher" --seed "$6" --opts "$opts" "$model_conf/$2.yaml" \
+  [ -z "$(aug_tag $2)" ] || aug=(--augment-noise $noise/train --augment-prob "$augment_prob" --snr-range "$snr_range")
+  "$steps/train.sh" --cmd "$train_launcher" --seed "$6" --opts "$opts" "${aug[@]}" "$model_conf/$2.yaml" \
     $fold/train $fold/valid $exp/$1/$4/$5/seed$6
 }
 
@@ -221,7 +239,7 @@ fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ] && [ -n "$interpret_model" ] && has "$interpret_model" "$va_models"; then
   f=$(folds_of va5 loso | head -n 1)
-  run=$exp/$interpret_model/loso/$f/seed$first_seed
+  run=$exp/$interpret_model$(aug_tag $interpret_model)/loso/$f/seed$first_seed
   log "Stage 7: saliency maps and generalized input signals of $run"
   $train_cmd $exp/interpret/$interpret_model/interpret.log emotk interpret --model $run \
     --data $data/va5/folds/loso/$f/test --out $exp/interpret/$interpret_model \
@@ -236,6 +254,10 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   [ ! -f "$table6" ] || note="$note Paper 003 Table 6 (what $interpret_model learned, stage 7): $table6."
   dirs=()
   for m in $(systems); do dirs+=($exp/$m); done
+  if [ $augment != none ] && [ -n "$tables" ]; then
+    log "Stage 8: the paper-layout tables name the clean systems; the augmented ones are in the per-protocol tables"
+    tables=""
+  fi
   emotk report "${dirs[@]}" --out "$results" --title "IEMOCAP" --note "$note" ${tables:+--tables "$tables"}
   log "Wrote $results"
 fi
