@@ -38,7 +38,7 @@ from emotk.features.transforms import splice_frames, stack_frames  # noqa: E402
 from emotk.models import build_for_config  # noqa: E402
 from emotk.training.dataset import collate  # noqa: E402
 from emotk.training.heads import HeadData, class_weights_of, head_loss  # noqa: E402
-from emotk.training.loop import Step, _optimizer  # noqa: E402
+from emotk.training.loop import Step, make_optimizer  # noqa: E402
 
 SECTION = "## Training throughput (CPU)"
 
@@ -146,7 +146,7 @@ class Trainer:
             heads[h] = HeadData(h, spec, [str(k) for k in range(dims[h])], targets)
         losses = {h: head_loss(hd, class_weights_of(hd, list(range(len(self.batch.index))))) for h, hd in heads.items()}
         clock = next((n for n, s in cfg["inputs"].items() if s["kind"] != "vector"), None)
-        self.step = Step(self.model, _optimizer(self.model, tc), torch.amp.GradScaler("cpu", enabled=False), losses,
+        self.step = Step(self.model, make_optimizer(self.model, tc), torch.amp.GradScaler("cpu", enabled=False), losses,
                          {h: float(s["weight"]) for h, s in cfg["heads"].items()}, tc["aux_weights"], tc,
                          torch.device("cpu"), False, clock, Path("."), cfg["model"]["name"])
         self.heads = list(cfg["heads"])

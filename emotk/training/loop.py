@@ -131,7 +131,7 @@ def _log_line(h: dict, metric: str) -> str:
             + (" best" if h["best"] else ""))
 
 
-def _optimizer(model, tc: dict):
+def make_optimizer(model, tc: dict):
     if tc["optimizer"] == "adam":
         return torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     return torch.optim.SGD(model.parameters(), lr=tc["lr"], momentum=tc["momentum"], nesterov=tc["nesterov"],
@@ -260,7 +260,7 @@ def _train_torch(cfg, train_set, valid_set, dims, meta, record, exp: Path, resum
     ctx.seed_rank(tc["seed"])
     losses = {h: head_loss(head, class_weights_of(head, d_train.utts)) for h, head in heads.items()}
     weights = {h: float(head.spec["weight"]) for h, head in heads.items()}
-    opt = _optimizer(model, tc)
+    opt = make_optimizer(model, tc)
     scheduler = None
     if tc["scheduler"] == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
