@@ -230,9 +230,8 @@ def main() -> None:
         "| step | --nj | utterances | wall s | CPU s | utt/s (wall) | x real time (wall) |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *rows, "",
-        "`--nj 1` extracts in the main process with torch's default thread count, `--nj N` in N workers of "
-        "cpus / N threads each; on a busy machine the extra threads of `--nj 1` cost CPU time (compare the CPU "
-        "column of the augmented rows).", "",
+        "`--nj 1` extracts in the main process, `--nj N` in N worker processes (spawned: each imports emotk "
+        "again); every one computes on one thread.", "",
         f"On the fly, per utterance ({SECONDS:g} s), CPU time of one process on one thread, best of {args.repeats}; "
         "NoiseMixer with prob 1 (every utterance mixed), the noise segment read from its file each time.", "",
         "| per utterance | ms | vs. precomputed fbank |",
