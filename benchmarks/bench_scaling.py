@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,38 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench_common import EMOTK, publish, section_head  # noqa: E402
 from bench_fbank import FBANK40, SECONDS, fresh_copy, make_corpus  # noqa: E402
+from tests.launchers import slurm_cluster  # noqa: E402
 
 HEADING = "## Extraction scaling (--nj)"
-SLURM_SKIP_EXIT = 3  # local/slurm_up.sh: Slurm cannot be installed here
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-@contextlib.contextmanager
-def slurm_cluster(slurm_dir: Path):
-    """The client environment of a one-node cluster started for the benchmark (None: Slurm cannot be
-    installed here, with the reason); the daemons are stopped by their PIDs at the end."""
-    ctld, slurmd = _free_ports(2)
-    env = dict(os.environ, SLURM_DIR=str(slurm_dir), SLURMCTLD_PORT=str(ctld), SLURMD_PORT=str(slurmd))
-    up = subprocess.run(["bash", str(ROOT / "local" / "slurm_up.sh")], env=env, capture_output=True, text=True,
-                        timeout=600)
-    try:
-        if up.returncode == SLURM_SKIP_EXIT:
-            yield None, up.stderr.strip()
-            return
-        if up.returncode != 0:
-            raise SystemExit(f"local/slurm_up.sh failed:\n{up.stdout}\n{up.stderr}")
-        yield dict(os.environ, SLURM_CONF=str(slurm_dir / "etc" / "slurm.conf")), ""
-    finally:
-        subprocess.run(["bash", str(ROOT / "local" / "slurm_down.sh")], env=env, capture_output=True, timeout=60)
 
 
 def timed(cmd: list, env: dict, cwd: Path) -> float:

@@ -23,41 +23,21 @@ import pytest
 
 from emotk.errors import EmotkError
 from emotk.jobs.spec import parse_args
-from tests.launchers import counting_task, run_launcher, runs
+from tests.launchers import counting_task, run_launcher, runs, slurm_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "local" / "slurm.sh"
 RUN_LOCAL = ROOT / "local" / "run_local.sh"
 VENV_BIN = Path(sys.executable).parent
-SKIP_EXIT = 3  # local/slurm_up.sh: Slurm cannot be installed here
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="session")
 def slurm_env(tmp_path_factory):
     """The environment for Slurm clients of a one-node cluster brought up for this session."""
-    slurm_dir = tmp_path_factory.mktemp("slurm")
-    ctld, slurmd = _free_ports(2)
-    env = dict(os.environ, SLURM_DIR=str(slurm_dir), SLURMCTLD_PORT=str(ctld), SLURMD_PORT=str(slurmd))
-    up = subprocess.run(["bash", str(ROOT / "local" / "slurm_up.sh")], env=env, capture_output=True, text=True,
-                        timeout=600)
-    try:
-        if up.returncode == SKIP_EXIT:
-            pytest.skip(f"Slurm cannot be installed on this machine: {up.stderr.strip()}")
-        assert up.returncode == 0, f"local/slurm_up.sh failed:\n{up.stdout}\n{up.stderr}"
-        yield dict(os.environ, SLURM_CONF=str(slurm_dir / "etc" / "slurm.conf"), EMOTK_PYTHON=sys.executable,
-                   PATH=f"{VENV_BIN}:{os.environ['PATH']}")
-    finally:
-        subprocess.run(["bash", str(ROOT / "local" / "slurm_down.sh")], env=env, capture_output=True, timeout=60)
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as (env, why):
+        if env is None:
+            pytest.skip(f"Slurm cannot be installed on this machine: {why}")
+        yield dict(env, EMOTK_PYTHON=sys.executable, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
 
 def launch(env: dict, cwd: Path, *args: str, launcher: Path = SLURM) -> subprocess.CompletedProcess:
