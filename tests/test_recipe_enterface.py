@@ -179,6 +179,10 @@ def test_probe_table_means_over_runs_and_refuses_bad_input(tmp_path):
     assert table_row(text[text.index("### Table 5"):], "none") == ["0", "-", "-"]
     speaker = text[text.index("label `speaker`"):]
     assert table_row(speaker, "T-CLDNN") == ["2", "2.000 ± 0.000", "1.000 ± 0.000"]
+    results.write_text(text + "\n## Later section\n\nkept\n")  # a re-run replaces its section, keeps the rest
+    append_to(results, [parse_row(f"T-CLDNN={tmp_path}/exp/seed*/probe")], ["emotion", "speaker"])
+    again = results.read_text()
+    assert again.count("### Table 5") == 1 and "## Later section\n\nkept" in again and "| none |" not in again
     with pytest.raises(EmotkError, match="expected LABEL=GLOB"):
         parse_row("no-glob")
     (tmp_path / "exp/seed2/probe/probe.tsv").write_text("module\tlabel\n")

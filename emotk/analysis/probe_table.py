@@ -85,7 +85,13 @@ def render(rows: Sequence[tuple[str, list[Path]]], labels: Sequence[str] = ("emo
 
 
 def append_to(results: Path, rows: Sequence[tuple[str, list[Path]]], labels: Sequence[str]) -> None:
+    """Append the section to ``results``, replacing the one an earlier call appended (re-runs do not stack)."""
     if not results.is_file():
         raise EmotkError(f"{results}: not found (write it with emotk report first)")
-    text = results.read_text(encoding="utf-8").rstrip("\n")
-    write_text(results, text + "\n\n" + "\n".join(render(rows, labels)))
+    section = render(rows, labels)
+    text = results.read_text(encoding="utf-8")
+    start = text.find("\n" + section[0] + "\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end:] if end >= 0 else "")
+    write_text(results, text.rstrip("\n") + "\n\n" + "\n".join(section))
