@@ -91,7 +91,9 @@ has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }  # has WORD 
 first_seed=${seeds%% *}
 case $augment in none|online) ;; *) log "--augment must be none or online, got $augment"; exit 1 ;; esac
 noise=$data/noise          # noise data dirs: all, train, test
-aug_tag() { [ $augment = none ] || has "$1" "ftr elor_ftr" || echo _aug_online; }  # aug_tag MODEL
+# aug_tag MODEL: the tag suffix of an augmented system; none for a model with an utterance-level vector input
+# (openSMILE functionals cannot be computed again from noisy audio), which trains clean
+aug_tag() { [ $augment = none ] || grep -Eq 'kind: *vector' "$model_conf/$1.yaml" || echo _aug_online; }
 train_launcher=$train_cmd
 gpu_opts=""
 if $use_gpu; then train_launcher=$cuda_cmd; gpu_opts="--set train.device=cuda"; fi
